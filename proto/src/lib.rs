@@ -1,0 +1,26 @@
+//! Tocsin's wire contract.
+//!
+//! Layout:
+//! - [`pb`]: the tonic/prost code generated from `proto/tocsin/v1/*.proto`. Generated types
+//!   never leave this crate's callers' adapter layers (the gRPC services and clients).
+//! - [`codec`]: the versioned postcard encoding used for Raft messages, log entries, store
+//!   commands, queries and changes. One encoding, one place that validates it.
+//! - [`error`]: [`ServiceError`], the errors a Tocsin service returns over the wire, and the one
+//!   place they are mapped to and from `tonic::Status` (typed metadata, never parsed text).
+
+pub mod codec;
+pub mod error;
+
+pub use error::{LeaderHint, ServiceError};
+
+/// Generated protobuf and tonic code.
+pub mod pb {
+    /// Raft transport between nodes.
+    pub mod raft {
+        tonic::include_proto!("tocsin.raft.v1");
+    }
+    /// The replicated store's client service.
+    pub mod store {
+        tonic::include_proto!("tocsin.store.v1");
+    }
+}

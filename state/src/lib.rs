@@ -1,0 +1,1 @@
+//! Tocsin's replicated state store.
