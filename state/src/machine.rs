@@ -1,0 +1,416 @@
+//! The pure, deterministic state machine: `apply(index, command)` in, result out.
+//!
+//! No I/O, no clock (every timestamp comes in the command), no randomness: replicas that
+//! apply the same log prefix hold equal state (checked with [`Machine::digest`]). The Raft
+//! adapter in `raft::sm_store` feeds it committed entries and snapshots it.
+//!
+//! The fencing invariant lives here: a [`Command::Shard`] whose epoch is not the shard's
+//! current epoch is refused with [`CommandError::StaleEpoch`] and changes nothing.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    Ack, AlertInstance, AlertUpdate, ApplyStats, Assignment, Command, CommandError, CommandOk,
+    CommandResult, DeliveryState, Epoch, Fingerprint, GroupKey, GroupWatermark, NotificationKey,
+    OutboxEntry, OutboxOp, Query, QueryResult, RuleSet, ShardId, ShardKind, ShardLayout, ShardOp,
+    Silence, WorkerId, WorkerInfo, ZoneId, ZoneRecord,
+};
+
+/// Most alert updates accepted in one evaluation cycle command; bounds one entry's size.
+pub const MAX_UPDATES_PER_CYCLE: usize = 100_000;
+
+/// One notification stream's outbox: the entry being worked on, the newer one waiting behind
+/// it, and the last one delivered (the notification log).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutboxSlot {
+    /// The entry to send next (pending) or being sent (claimed).
+    pub head: Option<OutboxEntry>,
+    /// A newer notification queued behind a claimed head; replaced by anything newer.
+    pub queued: Option<OutboxEntry>,
+    /// The last delivered (or dead) entry.
+    pub last: Option<OutboxEntry>,
+}
+
+/// The replicated state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    layout: ShardLayout,
+    workers: BTreeMap<WorkerId, WorkerInfo>,
+    assignments: BTreeMap<ShardId, Assignment>,
+    rules: RuleSet,
+    /// Eval shard index → (group, fingerprint) → instance.
+    alerts: BTreeMap<u16, BTreeMap<(GroupKey, Fingerprint), AlertInstance>>,
+    watermarks: BTreeMap<GroupKey, GroupWatermark>,
+    outbox: BTreeMap<NotificationKey, OutboxSlot>,
+    silences: BTreeMap<String, Silence>,
+    acks: BTreeMap<NotificationKey, Ack>,
+    zones: BTreeMap<ZoneId, ZoneRecord>,
+    stats: ApplyStats,
+}
+
+impl Machine {
+    /// Applies one command committed at log `index`. Deterministic; a refused command leaves
+    /// the state untouched.
+    pub fn apply(&mut self, index: u64, command: &Command) -> CommandResult {
+        let result = self.apply_inner(index, command);
+        match &result {
+            Ok(_) => self.stats.applied += 1,
+            Err(CommandError::StaleEpoch { .. }) => self.stats.stale_epoch += 1,
+            Err(_) => self.stats.refused += 1,
+        }
+        debug_assert!(self.validate().is_ok(), "{:?}", self.validate());
+        result
+    }
+
+    fn apply_inner(&mut self, index: u64, command: &Command) -> CommandResult {
+        let ok = Ok(CommandOk::Applied { index });
+        match command {
+            Command::SetLayout(layout) => {
+                if layout.eval_shards == 0 || layout.notify_shards == 0 {
+                    return Err(CommandError::invalid("layout", "shard counts must be at least 1"));
+                }
+                if !self.assignments.is_empty() && *layout != self.layout {
+                    return Err(CommandError::Conflict(
+                        "the shard layout cannot change once shards are assigned".into(),
+                    ));
+                }
+                self.layout = *layout;
+            }
+            Command::RegisterWorker(w) => {
+                if w.capacity == 0 {
+                    return Err(CommandError::invalid("worker.capacity", "must be at least 1"));
+                }
+                self.workers.insert(w.id.clone(), w.clone());
+            }
+            Command::RemoveWorker { id } => {
+                if self.workers.remove(id).is_none() {
+                    return Err(CommandError::invalid("worker.id", format!("no worker {id}")));
+                }
+                for a in self.assignments.values_mut() {
+                    if a.owner.as_ref() == Some(id) {
+                        *a = Assignment { owner: None, epoch: Epoch(index) };
+                    }
+                }
+            }
+            Command::Assign { shards } => self.assign(index, shards)?,
+            Command::SetZone { zone, record } => {
+                if !(0.0..=1.0).contains(&record.score) || !(0.0..=1.0).contains(&record.weight) {
+                    return Err(CommandError::invalid("zone.score", "score and weight must be in [0, 1]"));
+                }
+                self.zones.insert(zone.clone(), record.clone());
+            }
+            Command::PutRules { namespace, groups, expected_version } => {
+                self.check_rules_version(*expected_version)?;
+                if namespace.is_empty() {
+                    return Err(CommandError::invalid("namespace", "must not be empty"));
+                }
+                check_groups(namespace, groups)?;
+                if groups.is_empty() {
+                    self.rules.namespaces.remove(namespace);
+                } else {
+                    let ns = self.rules.namespaces.entry(namespace.clone()).or_default();
+                    ns.groups = groups.clone();
+                }
+                self.rules.version = index;
+            }
+            Command::ReplaceRules { namespaces, expected_version } => {
+                self.check_rules_version(*expected_version)?;
+                for (name, ns) in namespaces {
+                    check_groups(name, &ns.groups)?;
+                }
+                self.rules.namespaces = namespaces.clone();
+                self.rules.version = index;
+            }
+            Command::Shard { shard, epoch, op } => self.apply_shard(*shard, *epoch, op)?,
+            Command::PutSilence(s) => {
+                if s.id.is_empty() {
+                    return Err(CommandError::invalid("silence.id", "must not be empty"));
+                }
+                if s.matchers.is_empty() {
+                    return Err(CommandError::invalid("silence.matchers", "at least one matcher is required"));
+                }
+                if s.ends_at_ms <= s.starts_at_ms {
+                    return Err(CommandError::invalid("silence.endsAt", "must be after startsAt"));
+                }
+                self.silences.insert(s.id.clone(), s.clone());
+            }
+            Command::ExpireSilence { id, at_ms } => {
+                let s = self
+                    .silences
+                    .get_mut(id)
+                    .ok_or_else(|| CommandError::invalid("silence.id", format!("no silence {id}")))?;
+                if s.ends_at_ms > *at_ms {
+                    s.ends_at_ms = (*at_ms).max(s.starts_at_ms);
+                }
+            }
+            Command::Ack { key, ack } => {
+                self.acks.insert(key.clone(), ack.clone());
+            }
+        }
+        ok
+    }
+
+    fn check_rules_version(&self, expected: Option<u64>) -> Result<(), CommandError> {
+        match expected {
+            Some(v) if v != self.rules.version => Err(CommandError::Conflict(format!(
+                "rule set is at version {}, the change expected {v}",
+                self.rules.version
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn assign(&mut self, index: u64, shards: &[(ShardId, Option<WorkerId>)]) -> Result<(), CommandError> {
+        // Validate everything first so a refused Assign changes nothing.
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, (shard, owner)) in shards.iter().enumerate() {
+            if !self.layout.contains(*shard) {
+                return Err(CommandError::invalid(format!("shards[{i}]"), format!("no shard {shard} in the layout")));
+            }
+            if !seen.insert(*shard) {
+                return Err(CommandError::invalid(format!("shards[{i}]"), format!("shard {shard} listed twice")));
+            }
+            if let Some(w) = owner
+                && !self.workers.contains_key(w)
+            {
+                return Err(CommandError::invalid(format!("shards[{i}].owner"), format!("worker {w} is not registered")));
+            }
+        }
+        for (shard, owner) in shards {
+            let prev = self.assignments.insert(*shard, Assignment { owner: owner.clone(), epoch: Epoch(index) });
+            // Epochs only grow: positive space of the fencing invariant.
+            assert!(prev.is_none_or(|p| p.epoch.0 < index), "epoch must grow");
+        }
+        Ok(())
+    }
+
+    fn apply_shard(&mut self, shard: ShardId, epoch: Epoch, op: &ShardOp) -> Result<(), CommandError> {
+        if !self.layout.contains(shard) {
+            return Err(CommandError::invalid("shard", format!("no shard {shard} in the layout")));
+        }
+        let current = self.assignments.get(&shard).map_or(Epoch(0), |a| a.epoch);
+        let owned = self.assignments.get(&shard).is_some_and(|a| a.owner.is_some());
+        if epoch != current || !owned {
+            return Err(CommandError::StaleEpoch { shard, current, got: epoch });
+        }
+        match op {
+            ShardOp::EvalCycle { group, eval_ms, updates } => {
+                if shard.kind != ShardKind::Eval || self.layout.eval_shard(group) != shard {
+                    return Err(CommandError::invalid("group", format!("group {group} does not belong to shard {shard}")));
+                }
+                if updates.len() > MAX_UPDATES_PER_CYCLE {
+                    return Err(CommandError::invalid("updates", format!("more than {MAX_UPDATES_PER_CYCLE} updates")));
+                }
+                for (i, u) in updates.iter().enumerate() {
+                    if let AlertUpdate::Upsert(a) = u
+                        && a.group != *group
+                    {
+                        return Err(CommandError::invalid(format!("updates[{i}].group"), "alert belongs to another group"));
+                    }
+                }
+                let wm = self.watermarks.entry(group.clone()).or_default();
+                if *eval_ms <= wm.last_eval_ms {
+                    return Err(CommandError::Conflict(format!(
+                        "evaluation at {eval_ms} is not after the watermark {} of {group}",
+                        wm.last_eval_ms
+                    )));
+                }
+                wm.last_eval_ms = *eval_ms;
+                let alerts = self.alerts.entry(shard.index).or_default();
+                for u in updates {
+                    match u {
+                        AlertUpdate::Upsert(a) => {
+                            alerts.insert((group.clone(), a.fingerprint), a.clone());
+                        }
+                        AlertUpdate::Remove(fp) => {
+                            alerts.remove(&(group.clone(), *fp));
+                        }
+                    }
+                }
+                if alerts.is_empty() {
+                    self.alerts.remove(&shard.index);
+                }
+            }
+            ShardOp::Outbox { key, op } => {
+                if shard.kind != ShardKind::Notify || self.layout.notify_shard(key) != shard {
+                    return Err(CommandError::invalid("key", format!("notification stream does not belong to shard {shard}")));
+                }
+                let slot = self.outbox.entry(key.clone()).or_default();
+                apply_outbox(slot, op, epoch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a query from the current state.
+    pub fn query(&self, q: &Query) -> QueryResult {
+        match q {
+            Query::Layout => QueryResult::Layout(self.layout),
+            Query::Workers => QueryResult::Workers(self.workers.values().cloned().collect()),
+            Query::Assignments => {
+                QueryResult::Assignments(self.assignments.iter().map(|(s, a)| (*s, a.clone())).collect())
+            }
+            Query::Rules => QueryResult::Rules(self.rules.clone()),
+            Query::Alerts { shard } => QueryResult::Alerts(
+                self.alerts
+                    .iter()
+                    .filter(|(i, _)| shard.is_none_or(|s| s.kind == ShardKind::Eval && s.index == **i))
+                    .flat_map(|(_, m)| m.values().cloned())
+                    .collect(),
+            ),
+            Query::Watermarks { shard } => QueryResult::Watermarks(
+                self.watermarks
+                    .iter()
+                    .filter(|(g, _)| shard.is_none_or(|s| self.layout.eval_shard(g) == s))
+                    .map(|(g, w)| (g.clone(), w.clone()))
+                    .collect(),
+            ),
+            Query::Outbox { shard } => QueryResult::Outbox(
+                self.outbox
+                    .iter()
+                    .filter(|(k, _)| shard.is_none_or(|s| self.layout.notify_shard(k) == s))
+                    .map(|(k, slot)| {
+                        let entries = [&slot.head, &slot.queued, &slot.last].into_iter().flatten().cloned().collect();
+                        (k.clone(), entries)
+                    })
+                    .collect(),
+            ),
+            Query::Silences => QueryResult::Silences(self.silences.values().cloned().collect()),
+            Query::Acks => QueryResult::Acks(self.acks.iter().map(|(k, a)| (k.clone(), a.clone())).collect()),
+            Query::Zones => QueryResult::Zones(self.zones.iter().map(|(z, r)| (z.clone(), r.clone())).collect()),
+            Query::Stats => QueryResult::Stats(self.stats.clone()),
+            Query::Digest => QueryResult::Digest(self.digest()),
+        }
+    }
+
+    /// A hash of the whole state; replicas that applied the same log prefix agree on it.
+    pub fn digest(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        tocsin_proto::codec::encode(self).hash(&mut h);
+        h.finish()
+    }
+
+    /// The current assignment of a shard.
+    pub fn assignment(&self, shard: ShardId) -> Option<&Assignment> {
+        self.assignments.get(&shard)
+    }
+
+    /// Checks the state's invariants (tests call it after every step).
+    pub fn validate(&self) -> Result<(), String> {
+        for (shard, a) in &self.assignments {
+            if !self.layout.contains(*shard) {
+                return Err(format!("assignment for {shard} outside the layout"));
+            }
+            if let Some(w) = &a.owner
+                && !self.workers.contains_key(w)
+            {
+                return Err(format!("{shard} owned by unregistered worker {w}"));
+            }
+        }
+        for (index, alerts) in &self.alerts {
+            for (group, fp) in alerts.keys() {
+                if self.layout.eval_shard(group).index != *index {
+                    return Err(format!("alert {fp} of {group} stored under eval shard {index}"));
+                }
+            }
+        }
+        for (key, slot) in &self.outbox {
+            if slot.queued.is_some() && slot.head.is_none() {
+                return Err(format!("outbox {key:?} has a queued entry but no head"));
+            }
+            if let (Some(h), Some(q)) = (&slot.head, &slot.queued)
+                && q.seq <= h.seq
+            {
+                return Err(format!("outbox {key:?} queued seq {} not after head {}", q.seq, h.seq));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_groups(namespace: &str, groups: &[crate::model::RuleGroupRecord]) -> Result<(), CommandError> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, g) in groups.iter().enumerate() {
+        if g.name.is_empty() {
+            return Err(CommandError::invalid(format!("{namespace}.groups[{i}].name"), "must not be empty"));
+        }
+        if !names.insert(&g.name) {
+            return Err(CommandError::invalid(format!("{namespace}.groups[{i}].name"), format!("duplicate group {:?}", g.name)));
+        }
+        if g.interval_ms == 0 {
+            return Err(CommandError::invalid(format!("{namespace}.groups[{i}].interval"), "must be positive"));
+        }
+    }
+    Ok(())
+}
+
+fn apply_outbox(slot: &mut OutboxSlot, op: &OutboxOp, epoch: Epoch) -> Result<(), CommandError> {
+    let head_seq = slot.head.as_ref().map(|h| h.seq);
+    let check_head = |seq: u64| -> Result<(), CommandError> {
+        if head_seq != Some(seq) {
+            return Err(CommandError::Conflict(format!("outbox head is {head_seq:?}, not {seq}")));
+        }
+        Ok(())
+    };
+    match op {
+        OutboxOp::Enqueue(n) => {
+            // The sequence orders deliveries of one stream; enqueue time is the due time's proxy.
+            let seq = [slot.head.as_ref(), slot.queued.as_ref(), slot.last.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|e| e.seq)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let entry = OutboxEntry {
+                seq,
+                notification: n.clone(),
+                state: DeliveryState::Pending,
+                attempts: 0,
+                next_attempt_ms: n.due_ms,
+            };
+            match &slot.head {
+                // An unclaimed head is replaced: nobody has started sending it.
+                None | Some(OutboxEntry { state: DeliveryState::Pending, .. }) => slot.head = Some(entry),
+                Some(_) => slot.queued = Some(entry),
+            }
+        }
+        OutboxOp::Claim { seq, worker, at_ms } => {
+            check_head(*seq)?;
+            let head = slot.head.as_mut().expect("checked");
+            head.state = DeliveryState::Claimed { worker: worker.clone(), epoch, at_ms: *at_ms };
+            head.attempts += 1;
+        }
+        OutboxOp::Delivered { seq, provider_id, at_ms } => {
+            check_head(*seq)?;
+            let mut head = slot.head.take().expect("checked");
+            head.state = DeliveryState::Delivered { provider_id: provider_id.clone(), at_ms: *at_ms };
+            slot.last = Some(head);
+            slot.head = slot.queued.take();
+        }
+        OutboxOp::Retry { seq, next_attempt_ms, .. } => {
+            check_head(*seq)?;
+            let head = slot.head.as_mut().expect("checked");
+            head.state = DeliveryState::Pending;
+            head.next_attempt_ms = *next_attempt_ms;
+            // A newer notification waiting behind a failed one supersedes it.
+            if let Some(q) = slot.queued.take() {
+                slot.head = Some(q);
+            }
+        }
+        OutboxOp::Dead { seq, reason, at_ms } => {
+            check_head(*seq)?;
+            let mut head = slot.head.take().expect("checked");
+            head.state = DeliveryState::Dead { reason: reason.clone(), at_ms: *at_ms };
+            slot.last = Some(head);
+            slot.head = slot.queued.take();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Commands (the only way state changes), their results, queries and watch changes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{Epoch, Fingerprint, ShardId, WorkerId, ZoneId};
+use super::records::{
+    Ack, AlertInstance, Assignment, GroupKey, GroupWatermark, Notification, NotificationKey,
+    OutboxEntry, RuleGroupRecord, RuleNamespace, RuleSet, ShardLayout, Silence, WorkerInfo,
+    ZoneRecord,
+};
+
+/// A state-machine command. Many commands travel in one Raft entry (see `raft::Batch`); each
+/// gets its own [`CommandResult`], so one stale or invalid command never fails its neighbours.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Fix the shard spaces. Allowed only while no shard has ever been assigned.
+    SetLayout(ShardLayout),
+    /// Add or update a worker (same id: address, zone and capacity are replaced).
+    RegisterWorker(WorkerInfo),
+    /// Remove a worker; its shards become unowned at this entry's epoch (fencing it at once).
+    RemoveWorker { id: WorkerId },
+    /// Balancer decision: every listed shard gets the owner and `epoch = this entry's index`.
+    Assign { shards: Vec<(ShardId, Option<WorkerId>)> },
+    /// Record the balancer's view of a zone.
+    SetZone { zone: ZoneId, record: ZoneRecord },
+    /// Replace one namespace's rule groups (empty `groups` deletes the namespace).
+    /// `expected_version`, when set, must equal the current rule-set version (optimistic lock).
+    PutRules { namespace: String, groups: Vec<RuleGroupRecord>, expected_version: Option<u64> },
+    /// Replace the whole rule set.
+    ReplaceRules { namespaces: BTreeMap<String, RuleNamespace>, expected_version: Option<u64> },
+    /// A shard-scoped command: applied only if `epoch` is the shard's current epoch.
+    Shard { shard: ShardId, epoch: Epoch, op: ShardOp },
+    /// Create or replace a silence.
+    PutSilence(Silence),
+    /// End a silence at `at_ms` (no-op if it already ended).
+    ExpireSilence { id: String, at_ms: i64 },
+    /// Acknowledge a notification group.
+    Ack { key: NotificationKey, ack: Ack },
+}
+
+/// What a shard owner does, fenced by its epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ShardOp {
+    /// One evaluation of one rule group: the alert transitions it produced and the group's new
+    /// watermark. `eval_ms` must be later than the stored watermark (so a retried proposal is
+    /// rejected rather than applied twice).
+    EvalCycle { group: GroupKey, eval_ms: i64, updates: Vec<AlertUpdate> },
+    /// An outbox step for one notification stream.
+    Outbox { key: NotificationKey, op: OutboxOp },
+}
+
+/// One alert transition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AlertUpdate {
+    /// Insert or replace the instance.
+    Upsert(AlertInstance),
+    /// Forget the instance (a resolved alert whose resolve was handed to notification).
+    Remove(Fingerprint),
+}
+
+/// Outbox protocol steps (DESIGN.md §7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OutboxOp {
+    /// Queue a notification; replaces a queued one that is not yet claimed.
+    Enqueue(Notification),
+    /// Claim the head entry `seq` for sending.
+    Claim { seq: u64, worker: WorkerId, at_ms: i64 },
+    /// The head entry `seq` was delivered.
+    Delivered { seq: u64, provider_id: Option<String>, at_ms: i64 },
+    /// A retryable failure: back to pending, not before `next_attempt_ms`.
+    Retry { seq: u64, next_attempt_ms: i64, reason: String },
+    /// A permanent failure: dead-lettered.
+    Dead { seq: u64, reason: String, at_ms: i64 },
+}
+
+/// Success of one command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOk {
+    /// Applied at this log index (for `Assign`, this is the new epoch).
+    Applied { index: u64 },
+}
+
+/// Why one command was refused. A refused command changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    /// The fencing invariant: the proposer's epoch is not the shard's current epoch. A worker
+    /// receiving this must stop acting for the shard at once.
+    #[error("stale epoch for shard {shard}: command has {got}, current is {current}")]
+    StaleEpoch { shard: ShardId, current: Epoch, got: Epoch },
+    /// The command is malformed.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// The command is well-formed but conflicts with current state (version mismatch,
+    /// watermark regression, wrong outbox sequence).
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl CommandError {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Result of one command.
+pub type CommandResult = Result<CommandOk, CommandError>;
+
+/// A read of the state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// Shard layout.
+    Layout,
+    /// All registered workers.
+    Workers,
+    /// Every shard's assignment.
+    Assignments,
+    /// The rule set.
+    Rules,
+    /// Alert instances, of one eval shard or all.
+    Alerts { shard: Option<ShardId> },
+    /// Watermarks of the groups of one eval shard or all.
+    Watermarks { shard: Option<ShardId> },
+    /// Outbox slots, of one notify shard or all.
+    Outbox { shard: Option<ShardId> },
+    /// Silences.
+    Silences,
+    /// Acknowledgements.
+    Acks,
+    /// Zone records.
+    Zones,
+    /// Apply statistics (commands applied and refused, stale epochs refused).
+    Stats,
+    /// A digest of the whole state, equal on replicas that applied the same log prefix.
+    Digest,
+}
+
+/// Apply counters kept by the state machine (replicated, so equal on every replica).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApplyStats {
+    /// Commands applied.
+    pub applied: u64,
+    /// Commands refused for a stale epoch.
+    pub stale_epoch: u64,
+    /// Commands refused as invalid or conflicting.
+    pub refused: u64,
+}
+
+/// The answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum QueryResult {
+    /// See [`Query::Layout`].
+    Layout(ShardLayout),
+    /// See [`Query::Workers`].
+    Workers(Vec<WorkerInfo>),
+    /// See [`Query::Assignments`].
+    Assignments(Vec<(ShardId, Assignment)>),
+    /// See [`Query::Rules`].
+    Rules(RuleSet),
+    /// See [`Query::Alerts`].
+    Alerts(Vec<AlertInstance>),
+    /// See [`Query::Watermarks`].
+    Watermarks(Vec<(GroupKey, GroupWatermark)>),
+    /// See [`Query::Outbox`]: per stream, the head, the queued entry and the last delivered.
+    Outbox(Vec<(NotificationKey, Vec<OutboxEntry>)>),
+    /// See [`Query::Silences`].
+    Silences(Vec<Silence>),
+    /// See [`Query::Acks`].
+    Acks(Vec<(NotificationKey, Ack)>),
+    /// See [`Query::Zones`].
+    Zones(Vec<(ZoneId, ZoneRecord)>),
+    /// See [`Query::Stats`].
+    Stats(ApplyStats),
+    /// See [`Query::Digest`].
+    Digest(u64),
+}
+
+/// What a watch streams for each applied entry: the commands that were applied (refused ones
+/// are left out). For an `Assign` the new epoch is the event's log index.
+pub type Change = Command;
