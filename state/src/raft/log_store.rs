@@ -36,6 +36,9 @@ const LAST_PURGED: &str = "last_purged";
 /// than buffering without limit.
 const IO_QUEUE_DEPTH: usize = 1024;
 
+/// How long `open` waits for another instance in this process to release the log.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 enum WriteOp {
     Append(Vec<(u64, Vec<u8>)>),
     /// Delete `[from, ∞)`.
@@ -68,7 +71,18 @@ impl LogStore {
     /// exits when the last handle is dropped.
     pub fn open(dir: &Path) -> Result<Self, String> {
         let path = dir.join("raft-log.redb");
-        let db = Database::create(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+        // A node restarted inside the same process (tests) may find the previous instance's
+        // tasks still holding the file lock for a moment; wait for them, boundedly.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match Database::create(&path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(format!("open {}: {e}", path.display())),
+            }
+        };
         {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             txn.open_table(LOG).map_err(|e| e.to_string())?;

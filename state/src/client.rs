@@ -1,0 +1,202 @@
+//! The store client: finds the leader from any seed, follows `NotLeader` redirects from typed
+//! metadata, retries what is safe to retry with jittered backoff, and bounds every call by a
+//! deadline.
+//!
+//! Retry policy: `NotLeader` and connection failures are retried (on the hinted leader, then
+//! the other seeds) until the deadline. Proposals are also retried after an ambiguous
+//! transport failure, so every command must tolerate being applied twice: the state machine
+//! makes that safe (watermarks only move forward, outbox steps name their sequence number,
+//! fencing refuses stale epochs). A proposal's own server-side timeout is returned as
+//! [`ServiceError::Timeout`] (outcome unknown) and not retried.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use rand::Rng;
+use tocsin_proto::ServiceError;
+use tocsin_proto::codec::{self, MAX_ENCODED_BYTES};
+use tocsin_proto::pb::store::store_client::StoreClient as PbClient;
+use tocsin_proto::pb::store::{ClusterInfoRequest, ProposeRequest, ReadRequest, WatchRequest};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::model::{Change, ClusterInfo, Command, CommandResult, Query, QueryResult};
+
+/// Default overall deadline of one client call.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// First retry delay; doubles up to [`MAX_BACKOFF`], with full jitter.
+const MIN_BACKOFF: Duration = Duration::from_millis(25);
+const MAX_BACKOFF: Duration = Duration::from_millis(1000);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A client of the store service.
+#[derive(Clone, Debug)]
+pub struct StoreClient {
+    seeds: Arc<Vec<String>>,
+    leader: Arc<Mutex<Option<String>>>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    deadline: Duration,
+}
+
+impl StoreClient {
+    /// A client that starts from `seeds` (gRPC `host:port` of any nodes).
+    pub fn new(seeds: Vec<String>) -> Result<Self, ServiceError> {
+        if seeds.is_empty() {
+            return Err(ServiceError::invalid("seeds", "at least one node address is required"));
+        }
+        for s in &seeds {
+            Endpoint::from_shared(format!("http://{s}"))
+                .map_err(|e| ServiceError::invalid("seeds", format!("{s:?} is not host:port: {e}")))?;
+        }
+        Ok(Self {
+            seeds: Arc::new(seeds),
+            leader: Arc::default(),
+            channels: Arc::default(),
+            deadline: DEFAULT_DEADLINE,
+        })
+    }
+
+    /// The same client with another overall deadline per call.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    fn client(&self, addr: &str) -> Result<PbClient<Channel>, ServiceError> {
+        let mut channels = self.channels.lock().expect("channel cache poisoned");
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| ServiceError::invalid("address", e.to_string()))?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                channels.insert(addr.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(PbClient::new(channel)
+            .max_decoding_message_size(MAX_ENCODED_BYTES)
+            .max_encoding_message_size(MAX_ENCODED_BYTES))
+    }
+
+    /// Runs `call` against the leader (or, with `any_node`, the first node that answers),
+    /// following redirects and retrying until the deadline.
+    async fn run<T, F, Fut>(&self, any_node: bool, mut call: F) -> Result<T, ServiceError>
+    where
+        F: FnMut(PbClient<Channel>, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let start = tokio::time::Instant::now();
+        let deadline = start + self.deadline;
+        let mut backoff = MIN_BACKOFF;
+        let mut seed = rand::rng().random_range(0..self.seeds.len());
+        let mut last_err = ServiceError::Unavailable("no node answered".into());
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(match last_err {
+                    ServiceError::Unavailable(m) => ServiceError::Unavailable(format!("gave up after {:?}: {m}", self.deadline)),
+                    e => e,
+                });
+            }
+            let target = self.leader.lock().expect("leader cache poisoned").clone().unwrap_or_else(|| {
+                seed = (seed + 1) % self.seeds.len();
+                self.seeds[seed].clone()
+            });
+            let remaining = deadline - now;
+            let result = tokio::time::timeout(remaining, call(self.client(&target)?, remaining)).await;
+            let err = match result {
+                Ok(Ok(v)) => {
+                    if !any_node {
+                        *self.leader.lock().expect("leader cache poisoned") = Some(target);
+                    }
+                    return Ok(v);
+                }
+                Ok(Err(status)) => ServiceError::from_status(&status),
+                Err(_) => ServiceError::Timeout(format!("no answer from {target} within the deadline")),
+            };
+            match &err {
+                ServiceError::NotLeader { leader: Some(hint) } if hint.grpc != target => {
+                    *self.leader.lock().expect("leader cache poisoned") = Some(hint.grpc.clone());
+                    last_err = err;
+                    continue; // a redirect is worth an immediate retry
+                }
+                e if e.is_retryable() && !matches!(e, ServiceError::Timeout(_)) => {
+                    *self.leader.lock().expect("leader cache poisoned") = None;
+                    last_err = err;
+                }
+                _ => return Err(err),
+            }
+            let sleep = rand::rng().random_range(Duration::ZERO..=backoff);
+            tokio::time::sleep(sleep.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Proposes `commands` (committed together in one entry, in order); returns the entry's log
+    /// index and one result per command.
+    pub async fn propose(&self, commands: Vec<Command>) -> Result<(u64, Vec<CommandResult>), ServiceError> {
+        let payload = codec::encode(&commands);
+        let reply = self
+            .run(false, |mut c, ttl| {
+                let mut req = tonic::Request::new(ProposeRequest { commands: payload.clone() });
+                req.set_timeout(ttl);
+                async move { c.propose(req).await }
+            })
+            .await?
+            .into_inner();
+        let results: Vec<CommandResult> = codec::decode("results", &reply.results)?;
+        if results.len() != commands.len() {
+            return Err(ServiceError::Internal(format!("{} results for {} commands", results.len(), commands.len())));
+        }
+        Ok((reply.log_index, results))
+    }
+
+    /// Reads `query`. Linearizable reads go to the leader, which confirms its leadership with a
+    /// quorum first; other reads are answered by any node from its local state.
+    pub async fn read(&self, query: &Query, linearizable: bool) -> Result<(u64, QueryResult), ServiceError> {
+        let payload = codec::encode(query);
+        let reply = self
+            .run(!linearizable, |mut c, ttl| {
+                let mut req = tonic::Request::new(ReadRequest { query: payload.clone(), linearizable });
+                req.set_timeout(ttl);
+                async move { c.read(req).await }
+            })
+            .await?
+            .into_inner();
+        Ok((reply.applied_index, codec::decode("result", &reply.result)?))
+    }
+
+    /// Streams the changes of every applied entry from `from_index` on. The stream ends with an
+    /// error if the node goes away or the start is compacted ([`ServiceError::Compacted`]).
+    pub async fn watch(
+        &self,
+        from_index: u64,
+    ) -> Result<impl Stream<Item = Result<(u64, Vec<Change>), ServiceError>> + use<>, ServiceError> {
+        let stream = self
+            .run(true, |mut c, _| async move { c.watch(WatchRequest { from_index }).await })
+            .await?
+            .into_inner();
+        Ok(stream.map(|item| {
+            let event = item.map_err(|s| ServiceError::from_status(&s))?;
+            let changes: Vec<Change> = codec::decode("changes", &event.changes)?;
+            Ok((event.log_index, changes))
+        }))
+    }
+
+    /// One specific node's view of the cluster (no redirect, no retry beyond the deadline).
+    pub async fn cluster_info_of(&self, addr: &str) -> Result<ClusterInfo, ServiceError> {
+        let mut c = self.client(addr)?;
+        let mut req = tonic::Request::new(ClusterInfoRequest {});
+        req.set_timeout(self.deadline);
+        let reply = tokio::time::timeout(self.deadline, c.cluster_info(req))
+            .await
+            .map_err(|_| ServiceError::Timeout(format!("{addr} did not answer")))?
+            .map_err(|s| ServiceError::from_status(&s))?
+            .into_inner();
+        Ok(codec::decode("cluster info", &reply.info)?)
+    }
+}
