@@ -1,1 +1,71 @@
-fn main() {}
+//! `tocsin`: the node, worker, dev cluster, operator CLI and benchmarks in one binary.
+//!
+//! Layout:
+//! - [`config`]: node configuration (TOML file + flags → validated settings).
+//! - [`cmd`]: one module per subcommand (`node`, `status`, `bench`).
+//! - [`http`]: the node's HTTP API (health, readiness, metrics, status).
+//! - [`metrics`]: the Prometheus registry and scrape-time collectors.
+
+mod cmd;
+mod config;
+mod http;
+mod metrics;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for invalid configuration or usage.
+const EXIT_USAGE: i32 = 2;
+/// Exit code when the Raft core failed fatally (a supervisor should restart the node).
+const EXIT_FATAL: i32 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "tocsin", version, about = "Zone-aware, highly available alerting")]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tocsin=debug,openraft=warn`.
+    #[arg(long, global = true, env = "TOCSIN_LOG", default_value = "info,openraft=warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node: one Raft replica of the state store plus its HTTP API.
+    Node(cmd::node::NodeArgs),
+    /// Show a node's view of the cluster.
+    Status(cmd::status::StatusArgs),
+    /// Benchmarks (they print `name: value unit` lines).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
+        eprintln!("tocsin: invalid --log filter {:?}: {e}", cli.log);
+        exit(EXIT_USAGE)
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tocsin: cannot start the async runtime: {e}");
+            exit(1)
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => cmd::node::run(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
+            Command::Bench(b) => cmd::bench::run(b).await,
+        }
+    });
+    // Do not wait for stray blocking tasks (e.g. a stuck disk) beyond a short grace.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    exit(code)
+}
+
+#[allow(clippy::disallowed_methods)] // main alone decides the exit code
+fn exit(code: i32) -> ! {
+    std::process::exit(code)
+}

@@ -17,7 +17,7 @@ use crate::batcher::{BatchConfig, Proposer};
 use crate::error::StateError;
 use crate::model::{NodeId, NodeInfo, ZoneId};
 use crate::raft::Raft;
-use crate::raft::log_store::LogStore;
+use crate::raft::log_store::{FsyncObserver, LogStore};
 use crate::raft::network::{Network, NetworkFaults};
 use crate::raft::sm_store::{SmReader, SmStore};
 use crate::raft::timing::RaftTiming;
@@ -26,7 +26,7 @@ use crate::service::{RaftService, StoreService};
 const IDENTITY_FILE: &str = "identity.json";
 
 /// Everything a store node needs to start.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StoreConfig {
     /// This node's id (must be a key of `peers`).
     pub id: NodeId,
@@ -40,6 +40,21 @@ pub struct StoreConfig {
     pub timing: RaftTiming,
     /// Proposal batching.
     pub batch: BatchConfig,
+    /// Called with the duration of every durable log write.
+    pub fsync_observer: Option<FsyncObserver>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("id", &self.id)
+            .field("data_dir", &self.data_dir)
+            .field("peers", &self.peers)
+            .field("cluster_name", &self.cluster_name)
+            .field("timing", &self.timing)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreConfig {
@@ -126,7 +141,7 @@ impl StoreNode {
         let fresh = prepare_data_dir(&config)?;
         let raft_dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir).map_err(|e| dir_err(&raft_dir, e))?;
-        let log = LogStore::open(&raft_dir).map_err(StateError::Storage)?;
+        let log = LogStore::open(&raft_dir, config.fsync_observer.clone()).map_err(StateError::Storage)?;
         let sm = SmStore::open(&raft_dir).map_err(StateError::Storage)?;
         let reader = sm.reader();
         let raft_config = config

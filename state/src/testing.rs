@@ -79,6 +79,7 @@ impl TestCluster {
             cluster_name: "test".into(),
             timing: self.timing.clone(),
             batch: self.batch.clone(),
+            fsync_observer: None,
         };
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -229,6 +229,7 @@ async fn a_data_dir_of_another_cluster_is_refused() {
         cluster_name: "test".into(),
         timing: RaftTiming::test(),
         batch: BatchConfig::default(),
+        fsync_observer: None,
     };
     let tracker = tokio_util::task::TaskTracker::new();
     let err = tocsin_state::node::StoreNode::start(

@@ -12,7 +12,7 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, SmStore, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, SmStore), openraft::StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = LogStore::open(dir.path()).expect("open log store");
+        let log = LogStore::open(dir.path(), None).expect("open log store");
         let sm = SmStore::open(dir.path()).expect("open state machine");
         Ok((dir, log, sm))
     }

@@ -53,6 +53,9 @@ struct WriteReq {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// Observes the duration of every durable write (for an fsync latency histogram).
+pub type FsyncObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// The log store handle (cheap to clone; all clones share the I/O thread).
 #[derive(Clone)]
 pub struct LogStore {
@@ -69,7 +72,7 @@ impl Debug for LogStore {
 impl LogStore {
     /// Opens (or creates) the log at `dir/raft-log.redb` and starts its I/O thread. The thread
     /// exits when the last handle is dropped.
-    pub fn open(dir: &Path) -> Result<Self, String> {
+    pub fn open(dir: &Path, observer: Option<FsyncObserver>) -> Result<Self, String> {
         let path = dir.join("raft-log.redb");
         // A node restarted inside the same process (tests) may find the previous instance's
         // tasks still holding the file lock for a moment; wait for them, boundedly.
@@ -96,7 +99,11 @@ impl LogStore {
             .name("raft-log-io".into())
             .spawn(move || {
                 while let Ok(req) = rx.recv() {
+                    let started = std::time::Instant::now();
                     let result = write(&thread_db, req.op).map_err(|e| e.to_string());
+                    if let Some(observe) = &observer {
+                        observe(started.elapsed());
+                    }
                     // The requester may have gone away (shutdown); nothing to do then.
                     let _ = req.done.send(result);
                 }

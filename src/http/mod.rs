@@ -1,0 +1,64 @@
+//! The node's HTTP API: health, readiness, metrics and status (DESIGN.md §9).
+
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tocsin_state::node::StoreNode;
+
+use crate::metrics::Metrics;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The local store node.
+    pub node: StoreNode,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status::get_status))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready = a member of a cluster with a known leader.
+async fn readyz(State(s): State<AppState>) -> Response {
+    let m = s.node.raft.metrics();
+    let (leader, member) = {
+        let m = m.borrow();
+        (m.current_leader, m.membership_config.membership().get_node(&m.id).is_some())
+    };
+    match (member, leader) {
+        (true, Some(l)) => (StatusCode::OK, format!("ready: leader is node {l}\n")).into_response(),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: not a member of a cluster yet\n").into_response(),
+        (true, None) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no known leader\n").into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": "no such endpoint"}))).into_response()
+}

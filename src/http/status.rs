@@ -1,0 +1,152 @@
+//! `GET /api/v1/status` and its JSON shape (shared with `tocsin status`).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use tocsin_state::model::{Query, QueryResult, ShardKind, ZoneState};
+use tocsin_state::service::cluster_info;
+
+use super::AppState;
+
+/// The status document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The node answering.
+    pub node: NodeView,
+    /// Current leader's id, if known.
+    pub leader: Option<u64>,
+    /// Current Raft term.
+    pub term: u64,
+    /// Highest log index known committed here (this node applies as soon as it learns it).
+    pub commit_index: u64,
+    /// Last index applied locally.
+    pub applied_index: u64,
+    /// Last index in the local log.
+    pub last_log_index: u64,
+    /// Raft members.
+    pub members: Vec<MemberView>,
+    /// Zones with a committed health record (empty until the balancer runs).
+    pub zones: Vec<ZoneView>,
+    /// Registered workers and the shards they own.
+    pub workers: Vec<WorkerView>,
+    /// Shard counts.
+    pub shards: ShardsView,
+}
+
+/// `node` field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: u64,
+    pub zone: String,
+    pub grpc: String,
+    pub http: String,
+}
+
+/// One Raft member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: u64,
+    pub zone: String,
+    pub grpc: String,
+    pub http: String,
+    pub voter: bool,
+}
+
+/// One zone's committed health.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZoneView {
+    pub zone: String,
+    pub state: String,
+    pub score: f64,
+    pub weight: f64,
+}
+
+/// One worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub id: String,
+    pub zone: String,
+    pub shards: usize,
+}
+
+/// Shard totals.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ShardsView {
+    pub eval: u16,
+    pub notify: u16,
+    pub assigned: usize,
+}
+
+fn zone_state(s: ZoneState) -> &'static str {
+    match s {
+        ZoneState::Healthy => "healthy",
+        ZoneState::Degraded => "degraded",
+        ZoneState::Drained => "drained",
+        ZoneState::Probation => "probation",
+    }
+}
+
+/// Builds the status from the local node (no quorum round: status must answer even when the
+/// cluster has no leader).
+pub fn build(s: &AppState) -> Status {
+    let info = cluster_info(&s.node.raft, &s.node.reader);
+    let q = |q: Query| s.node.reader.query(&q).1;
+    let QueryResult::Workers(workers) = q(Query::Workers) else { unreachable!("query/result kinds match") };
+    let QueryResult::Assignments(assignments) = q(Query::Assignments) else { unreachable!() };
+    let QueryResult::Zones(zones) = q(Query::Zones) else { unreachable!() };
+    let QueryResult::Layout(layout) = q(Query::Layout) else { unreachable!() };
+    let mut owned: BTreeMap<String, usize> = BTreeMap::new();
+    let mut assigned = 0;
+    for (shard, a) in &assignments {
+        if let Some(w) = &a.owner {
+            *owned.entry(w.to_string()).or_default() += 1;
+            if matches!(shard.kind, ShardKind::Eval | ShardKind::Notify) {
+                assigned += 1;
+            }
+        }
+    }
+    Status {
+        node: NodeView {
+            id: info.node.id,
+            zone: info.node.info.zone.clone(),
+            grpc: info.node.info.grpc.clone(),
+            http: info.node.info.http.clone(),
+        },
+        leader: info.leader,
+        term: info.term,
+        commit_index: info.commit_index,
+        applied_index: info.applied_index,
+        last_log_index: info.last_log_index,
+        members: info
+            .members
+            .iter()
+            .map(|m| MemberView {
+                id: m.id,
+                zone: m.info.zone.clone(),
+                grpc: m.info.grpc.clone(),
+                http: m.info.http.clone(),
+                voter: m.voter,
+            })
+            .collect(),
+        zones: zones
+            .into_iter()
+            .map(|(z, r)| ZoneView { zone: z.to_string(), state: zone_state(r.state).into(), score: r.score, weight: r.weight })
+            .collect(),
+        workers: workers
+            .into_iter()
+            .map(|w| WorkerView {
+                shards: owned.get(w.id.as_str()).copied().unwrap_or(0),
+                id: w.id.to_string(),
+                zone: w.zone.to_string(),
+            })
+            .collect(),
+        shards: ShardsView { eval: layout.eval_shards, notify: layout.notify_shards, assigned },
+    }
+}
+
+/// `GET /api/v1/status`.
+pub async fn get_status(State(s): State<AppState>) -> Json<Status> {
+    Json(build(&s))
+}

@@ -1,0 +1,121 @@
+//! Shared helpers for the end-to-end tests: spawn real `tocsin` processes on loopback ports
+//! chosen by the OS, wait on conditions with deadlines, send signals.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// The `tocsin` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tocsin"))
+}
+
+/// A loopback port that was free a moment ago (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().expect("addr").port()
+}
+
+/// Polls `cond` every 50 ms until it returns `Some`, or panics naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// One `tocsin node` process of a test cluster.
+pub struct NodeProc {
+    pub id: u64,
+    pub grpc: String,
+    pub http: String,
+    args: Vec<String>,
+    log: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl NodeProc {
+    /// Starts (or restarts) the process with its recorded arguments; stderr goes to its log.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(bin())
+            .args(&self.args)
+            .env("TOCSIN_LOG", "info,openraft=warn")
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn tocsin node");
+        self.child = Some(child);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).expect("running")
+    }
+
+    /// SIGKILL and reap.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.expect("kill");
+        }
+    }
+
+    /// SIGTERM and wait for the exit status (bounded).
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        signal(c.id().expect("pid"), "TERM");
+        tokio::time::timeout(Duration::from_secs(15), c.wait()).await.expect("exits within 15 s").expect("wait")
+    }
+
+    /// The process's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Builds the processes of a 3-node cluster (zones a, b, c) under `dir`, not yet started.
+pub fn three_nodes(dir: &Path) -> Vec<NodeProc> {
+    let zones = ["a", "b", "c"];
+    let addrs: Vec<(String, String)> =
+        (0..3).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, (g, h))| format!("--peer={}={}@{g},http={h}", i + 1, zones[i]))
+        .collect();
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, (g, h))| {
+            let id = i as u64 + 1;
+            let mut args = vec![
+                "node".to_string(),
+                format!("--id={id}"),
+                format!("--zone={}", zones[i]),
+                format!("--data-dir={}", dir.join(format!("n{id}")).display()),
+                format!("--listen={g}"),
+                format!("--http={h}"),
+                "--profile=test".to_string(),
+            ];
+            args.extend(peers.iter().cloned());
+            NodeProc { id, grpc: g.clone(), http: h.clone(), args, log: dir.join(format!("n{id}.log")), child: None }
+        })
+        .collect()
+}
