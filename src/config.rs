@@ -76,7 +76,8 @@ pub struct NodeSettings {
 impl RawNodeConfig {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read config {}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow!("config {}: {e}", path.display()))
     }
 
@@ -85,7 +86,17 @@ impl RawNodeConfig {
         macro_rules! take {
             ($($f:ident),*) => { $( if flags.$f.is_some() { self.$f = flags.$f; } )* };
         }
-        take!(id, zone, data_dir, listen, http, cluster_name, profile, raft, batch);
+        take!(
+            id,
+            zone,
+            data_dir,
+            listen,
+            http,
+            cluster_name,
+            profile,
+            raft,
+            batch
+        );
         if flags.peers.as_ref().is_some_and(|p| !p.is_empty()) {
             self.peers = flags.peers;
         }
@@ -94,31 +105,48 @@ impl RawNodeConfig {
 
     /// Validates into settings; the error names the field.
     pub fn validate(self) -> Result<NodeSettings> {
-        let id = self.id.ok_or_else(|| anyhow!("missing id: pass --id N or set `id` in the config file"))?;
+        let id = self
+            .id
+            .ok_or_else(|| anyhow!("missing id: pass --id N or set `id` in the config file"))?;
         if id == 0 {
             bail!("invalid id: node ids start at 1");
         }
-        let zone = self.zone.ok_or_else(|| anyhow!("missing zone: pass --zone NAME or set `zone`"))?;
+        let zone = self
+            .zone
+            .ok_or_else(|| anyhow!("missing zone: pass --zone NAME or set `zone`"))?;
         let zone = ZoneId::new(zone).map_err(|e| anyhow!("invalid zone: {e}"))?;
-        let data_dir = self.data_dir.ok_or_else(|| anyhow!("missing data_dir: pass --data-dir DIR or set `data_dir`"))?;
+        let data_dir = self
+            .data_dir
+            .ok_or_else(|| anyhow!("missing data_dir: pass --data-dir DIR or set `data_dir`"))?;
         let listen = parse_addr("listen", self.listen.as_deref().unwrap_or("127.0.0.1:7101"))?;
         let http = parse_addr("http", self.http.as_deref().unwrap_or("127.0.0.1:9101"))?;
         let mut peers = BTreeMap::new();
         for (i, spec) in self.peers.unwrap_or_default().iter().enumerate() {
-            let (pid, info) = parse_peer(spec).map_err(|e| anyhow!("invalid peers[{i}] {spec:?}: {e}"))?;
+            let (pid, info) =
+                parse_peer(spec).map_err(|e| anyhow!("invalid peers[{i}] {spec:?}: {e}"))?;
             if peers.insert(pid, info).is_some() {
                 bail!("invalid peers[{i}] {spec:?}: node {pid} is listed twice");
             }
         }
         if peers.is_empty() {
             // A single-node cluster of just this node.
-            peers.insert(id, NodeInfo { zone: zone.to_string(), grpc: listen.to_string(), http: http.to_string() });
+            peers.insert(
+                id,
+                NodeInfo {
+                    zone: zone.to_string(),
+                    grpc: listen.to_string(),
+                    http: http.to_string(),
+                },
+            );
         }
         let me = peers
             .get_mut(&id)
             .ok_or_else(|| anyhow!("invalid peers: this node (id {id}) is not among them; add --peer {id}={zone}@{listen}"))?;
         if me.zone != zone.as_str() {
-            bail!("invalid zone: --zone {zone} but peers say node {id} is in zone {}", me.zone);
+            bail!(
+                "invalid zone: --zone {zone} but peers say node {id} is in zone {}",
+                me.zone
+            );
         }
         if me.http.is_empty() {
             me.http = http.to_string();
@@ -154,7 +182,9 @@ impl RawNodeConfig {
             );
         }
         if timing.election_max <= timing.election_min {
-            bail!("invalid raft.election_timeout_max_ms: must be greater than raft.election_timeout_min_ms");
+            bail!(
+                "invalid raft.election_timeout_max_ms: must be greater than raft.election_timeout_min_ms"
+            );
         }
         let mut batch = BatchConfig::default();
         if let Some(b) = self.batch {
@@ -196,17 +226,25 @@ fn positive(field: &str, v: usize) -> Result<usize> {
 }
 
 fn parse_addr(field: &str, s: &str) -> Result<SocketAddr> {
-    s.parse().map_err(|e| anyhow!("invalid {field} {s:?}: {e} (expected IP:PORT, e.g. 127.0.0.1:7101)"))
+    s.parse()
+        .map_err(|e| anyhow!("invalid {field} {s:?}: {e} (expected IP:PORT, e.g. 127.0.0.1:7101)"))
 }
 
 /// Parses `ID=ZONE@GRPC` or `ID=ZONE@GRPC,http=HTTP`.
 pub fn parse_peer(spec: &str) -> Result<(NodeId, NodeInfo)> {
-    let (id, rest) = spec.split_once('=').ok_or_else(|| anyhow!("expected ID=ZONE@HOST:PORT"))?;
-    let id: NodeId = id.trim().parse().map_err(|_| anyhow!("node id {id:?} is not a number"))?;
+    let (id, rest) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow!("expected ID=ZONE@HOST:PORT"))?;
+    let id: NodeId = id
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("node id {id:?} is not a number"))?;
     if id == 0 {
         bail!("node ids start at 1");
     }
-    let (zone, addrs) = rest.split_once('@').ok_or_else(|| anyhow!("expected ID=ZONE@HOST:PORT"))?;
+    let (zone, addrs) = rest
+        .split_once('@')
+        .ok_or_else(|| anyhow!("expected ID=ZONE@HOST:PORT"))?;
     let zone = ZoneId::new(zone).map_err(|e| anyhow!("{e}"))?;
     let (grpc, http) = match addrs.split_once(",http=") {
         Some((g, h)) => (g, h),
@@ -216,7 +254,14 @@ pub fn parse_peer(spec: &str) -> Result<(NodeId, NodeInfo)> {
     if !http.is_empty() {
         parse_addr("http address", http)?;
     }
-    Ok((id, NodeInfo { zone: zone.to_string(), grpc: grpc.to_string(), http: http.to_string() }))
+    Ok((
+        id,
+        NodeInfo {
+            zone: zone.to_string(),
+            grpc: grpc.to_string(),
+            http: http.to_string(),
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -228,16 +273,23 @@ mod tests {
             id: Some(1),
             zone: Some("a".into()),
             data_dir: Some("/tmp/x".into()),
-            peers: Some(vec!["1=a@127.0.0.1:7101".into(), "2=b@127.0.0.1:7102,http=127.0.0.1:9102".into()]),
+            peers: Some(vec![
+                "1=a@127.0.0.1:7101".into(),
+                "2=b@127.0.0.1:7102,http=127.0.0.1:9102".into(),
+            ]),
             ..Default::default()
         }
     }
 
     #[test]
     fn unknown_fields_are_named() {
-        let e = toml::from_str::<RawNodeConfig>("id = 1\nzonee = \"a\"").unwrap_err().to_string();
+        let e = toml::from_str::<RawNodeConfig>("id = 1\nzonee = \"a\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("zonee"), "{e}");
-        let e = toml::from_str::<RawNodeConfig>("[raft]\nheartbeat_ms = 5").unwrap_err().to_string();
+        let e = toml::from_str::<RawNodeConfig>("[raft]\nheartbeat_ms = 5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("heartbeat_ms"), "{e}");
     }
 
@@ -246,16 +298,50 @@ mod tests {
         let s = base().validate().unwrap();
         assert_eq!(s.peers[&2].http, "127.0.0.1:9102");
         assert_eq!(s.peers[&1].http, "127.0.0.1:9101", "own http filled in");
-        let e = RawNodeConfig { zone: Some("b".into()), ..base() }.validate().unwrap_err().to_string();
+        let e = RawNodeConfig {
+            zone: Some("b".into()),
+            ..base()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("zone"), "{e}");
-        let e = RawNodeConfig { id: Some(3), ..base() }.validate().unwrap_err().to_string();
+        let e = RawNodeConfig {
+            id: Some(3),
+            ..base()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not among them"), "{e}");
-        let e = RawNodeConfig { listen: Some("nope".into()), ..base() }.validate().unwrap_err().to_string();
+        let e = RawNodeConfig {
+            listen: Some("nope".into()),
+            ..base()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("invalid listen"), "{e}");
-        let e = RawNodeConfig { profile: Some("fast".into()), ..base() }.validate().unwrap_err().to_string();
+        let e = RawNodeConfig {
+            profile: Some("fast".into()),
+            ..base()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("profile"), "{e}");
-        let raft = RawRaft { election_timeout_min_ms: Some(100), heartbeat_interval_ms: Some(100), ..Default::default() };
-        let e = RawNodeConfig { raft: Some(raft), ..base() }.validate().unwrap_err().to_string();
+        let raft = RawRaft {
+            election_timeout_min_ms: Some(100),
+            heartbeat_interval_ms: Some(100),
+            ..Default::default()
+        };
+        let e = RawNodeConfig {
+            raft: Some(raft),
+            ..base()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("election_timeout_min_ms"), "{e}");
         let e = parse_peer("x=a@1.2.3.4:5").unwrap_err().to_string();
         assert!(e.contains("not a number"), "{e}");
@@ -263,10 +349,18 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file() {
-        let flags = RawNodeConfig { zone: Some("b".into()), id: Some(2), ..Default::default() };
+        let flags = RawNodeConfig {
+            zone: Some("b".into()),
+            id: Some(2),
+            ..Default::default()
+        };
         let merged = base().merge(flags);
         assert_eq!(merged.id, Some(2));
         assert_eq!(merged.zone.as_deref(), Some("b"));
-        assert_eq!(merged.peers.as_ref().unwrap().len(), 2, "empty flag peers keep the file's");
+        assert_eq!(
+            merged.peers.as_ref().unwrap().len(),
+            2,
+            "empty flag peers keep the file's"
+        );
     }
 }

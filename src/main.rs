@@ -2,7 +2,7 @@
 //!
 //! Layout:
 //! - [`config`]: node configuration (TOML file + flags → validated settings).
-//! - [`cmd`]: one module per subcommand (`node`, `status`, `bench`).
+//! - [`cmd`]: one module per subcommand (`node`, `dev`, `rules`, `status`, `bench`).
 //! - [`http`]: the node's HTTP API (health, readiness, metrics, status).
 //! - [`metrics`]: the Prometheus registry and scrape-time collectors.
 
@@ -19,10 +19,19 @@ const EXIT_USAGE: i32 = 2;
 const EXIT_FATAL: i32 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "tocsin", version, about = "Zone-aware, highly available alerting")]
+#[command(
+    name = "tocsin",
+    version,
+    about = "Zone-aware, highly available alerting"
+)]
 struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tocsin=debug,openraft=warn`.
-    #[arg(long, global = true, env = "TOCSIN_LOG", default_value = "info,openraft=warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "TOCSIN_LOG",
+        default_value = "info,openraft=warn"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -32,6 +41,11 @@ struct Cli {
 enum Command {
     /// Run a node: one Raft replica of the state store plus its HTTP API.
     Node(cmd::node::NodeArgs),
+    /// Run a whole cluster on this machine (one node per zone) for a first look.
+    Dev(cmd::dev::DevArgs),
+    /// Work with Prometheus rule files (`check`).
+    #[command(subcommand)]
+    Rules(cmd::rules::RulesCommand),
     /// Show a node's view of the cluster.
     Status(cmd::status::StatusArgs),
     /// Benchmarks (they print `name: value unit` lines).
@@ -45,8 +59,14 @@ fn main() {
         eprintln!("tocsin: invalid --log filter {:?}: {e}", cli.log);
         exit(EXIT_USAGE)
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tocsin: cannot start the async runtime: {e}");
@@ -56,6 +76,8 @@ fn main() {
     let code = runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => cmd::node::run(args).await,
+            Command::Dev(args) => cmd::dev::run(args).await,
+            Command::Rules(c) => cmd::rules::run(c),
             Command::Status(args) => cmd::status::run(args).await,
             Command::Bench(b) => cmd::bench::run(b).await,
         }

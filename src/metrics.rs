@@ -26,9 +26,18 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("tocsin");
         // 50 µs .. ~100 ms.
-        let fsync = Histogram::new([0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1]);
-        registry.register("raft_log_write_seconds", "Durable (fsynced) Raft log writes", fsync.clone());
-        Arc::new(Self { registry: std::sync::Mutex::new(registry), fsync })
+        let fsync = Histogram::new([
+            0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+        ]);
+        registry.register(
+            "raft_log_write_seconds",
+            "Durable (fsynced) Raft log writes",
+            fsync.clone(),
+        );
+        Arc::new(Self {
+            registry: std::sync::Mutex::new(registry),
+            fsync,
+        })
     }
 
     /// An observer for the log store.
@@ -39,14 +48,18 @@ impl Metrics {
 
     /// Adds the store node's scrape-time collector.
     pub fn register_store(&self, node: StoreNode) {
-        self.registry.lock().expect("registry lock").register_collector(Box::new(StoreCollector { node }));
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .register_collector(Box::new(StoreCollector { node }));
     }
 
     /// Renders the exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().expect("registry lock");
-        prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -61,7 +74,12 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<()
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
-fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
+fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
     let c = ConstCounter::new(v);
     c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
 }
@@ -71,19 +89,59 @@ impl Collector for StoreCollector {
         let (term, last_log, is_leader, leader_known) = {
             let m = self.node.raft.metrics();
             let m = m.borrow();
-            (m.current_term, m.last_log_index.unwrap_or(0), m.current_leader == Some(m.id), m.current_leader.is_some())
+            (
+                m.current_term,
+                m.last_log_index.unwrap_or(0),
+                m.current_leader == Some(m.id),
+                m.current_leader.is_some(),
+            )
         };
         let applied = self.node.reader.applied_index();
         let stats = self.node.proposer.stats();
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         gauge(&mut e, "raft_term", "Current Raft term", as_i64(term))?;
-        gauge(&mut e, "raft_applied_index", "Last log index applied to the state machine", as_i64(applied))?;
-        gauge(&mut e, "raft_last_log_index", "Last log index in the local log", as_i64(last_log))?;
-        gauge(&mut e, "raft_apply_lag", "Log entries not yet applied locally", as_i64(last_log.saturating_sub(applied)))?;
-        gauge(&mut e, "raft_is_leader", "1 if this node is the Raft leader", i64::from(is_leader))?;
-        gauge(&mut e, "raft_leader_known", "1 if this node knows a leader", i64::from(leader_known))?;
-        counter(&mut e, "store_proposed_commands", "Commands proposed through this node's batcher", stats.commands.load(Ordering::Relaxed))?;
-        counter(&mut e, "store_proposed_entries", "Raft entries written by this node's batcher (commands/entries = mean batch size)", stats.entries.load(Ordering::Relaxed))?;
+        gauge(
+            &mut e,
+            "raft_applied_index",
+            "Last log index applied to the state machine",
+            as_i64(applied),
+        )?;
+        gauge(
+            &mut e,
+            "raft_last_log_index",
+            "Last log index in the local log",
+            as_i64(last_log),
+        )?;
+        gauge(
+            &mut e,
+            "raft_apply_lag",
+            "Log entries not yet applied locally",
+            as_i64(last_log.saturating_sub(applied)),
+        )?;
+        gauge(
+            &mut e,
+            "raft_is_leader",
+            "1 if this node is the Raft leader",
+            i64::from(is_leader),
+        )?;
+        gauge(
+            &mut e,
+            "raft_leader_known",
+            "1 if this node knows a leader",
+            i64::from(leader_known),
+        )?;
+        counter(
+            &mut e,
+            "store_proposed_commands",
+            "Commands proposed through this node's batcher",
+            stats.commands.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "store_proposed_entries",
+            "Raft entries written by this node's batcher (commands/entries = mean batch size)",
+            stats.entries.load(Ordering::Relaxed),
+        )?;
         Ok(())
     }
 }

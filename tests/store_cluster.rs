@@ -27,7 +27,9 @@ async fn leader_of(nodes: &[NodeProc]) -> u64 {
     wait_for(LONG, "a leader known to every running node", || async {
         let mut seen = None;
         for n in &running {
-            let c = StoreClient::new(vec![n.grpc.clone()]).unwrap().with_deadline(Duration::from_secs(1));
+            let c = StoreClient::new(vec![n.grpc.clone()])
+                .unwrap()
+                .with_deadline(Duration::from_secs(1));
             let leader = c.cluster_info_of(&n.grpc).await.ok()?.leader?;
             if seen.is_some_and(|s| s != leader) {
                 return None;
@@ -41,13 +43,21 @@ async fn leader_of(nodes: &[NodeProc]) -> u64 {
 
 /// Worker ids on node `n`, read from its local state once it has applied `index`.
 async fn workers_on(n: &NodeProc, index: u64) -> Vec<String> {
-    let c = StoreClient::new(vec![n.grpc.clone()]).unwrap().with_deadline(Duration::from_secs(2));
-    wait_for(LONG, &format!("node {} to apply index {index}", n.id), || async {
-        match c.read(&Query::Workers, false).await.ok()? {
-            (applied, QueryResult::Workers(ws)) if applied >= index => Some(ws.into_iter().map(|w| w.id.to_string()).collect()),
-            _ => None,
-        }
-    })
+    let c = StoreClient::new(vec![n.grpc.clone()])
+        .unwrap()
+        .with_deadline(Duration::from_secs(2));
+    wait_for(
+        LONG,
+        &format!("node {} to apply index {index}", n.id),
+        || async {
+            match c.read(&Query::Workers, false).await.ok()? {
+                (applied, QueryResult::Workers(ws)) if applied >= index => {
+                    Some(ws.into_iter().map(|w| w.id.to_string()).collect())
+                }
+                _ => None,
+            }
+        },
+    )
     .await
 }
 
@@ -64,7 +74,10 @@ async fn survives_leader_kill_and_full_restart() {
     let mut expected = Vec::new();
     for i in 0..40 {
         let id = format!("before-{i}");
-        client.propose(vec![register(&id)]).await.unwrap_or_else(|e| panic!("write {id}: {e}"));
+        client
+            .propose(vec![register(&id)])
+            .await
+            .unwrap_or_else(|e| panic!("write {id}: {e}"));
         expected.push(id);
     }
 
@@ -74,7 +87,11 @@ async fn survives_leader_kill_and_full_restart() {
     let mut last = 0;
     for i in 0..40 {
         let id = format!("after-kill-{i}");
-        last = client.propose(vec![register(&id)]).await.unwrap_or_else(|e| panic!("write {id}: {e}")).0;
+        last = client
+            .propose(vec![register(&id)])
+            .await
+            .unwrap_or_else(|e| panic!("write {id}: {e}"))
+            .0;
         expected.push(id);
     }
     let new_leader = leader_of(&nodes).await;
@@ -85,25 +102,46 @@ async fn survives_leader_kill_and_full_restart() {
     for n in &nodes {
         let mut got = workers_on(n, last).await;
         got.sort();
-        assert_eq!(got, expected, "node {} has every committed write\n{}", n.id, n.log());
+        assert_eq!(
+            got,
+            expected,
+            "node {} has every committed write\n{}",
+            n.id,
+            n.log()
+        );
     }
 
     // Restart all three at once (SIGTERM: clean exit), then check again.
     for n in &mut nodes {
         let status = n.terminate().await;
-        assert!(status.success(), "node {} exits 0 on SIGTERM: {status:?}\n{}", n.id, n.log());
+        assert!(
+            status.success(),
+            "node {} exits 0 on SIGTERM: {status:?}\n{}",
+            n.id,
+            n.log()
+        );
     }
     for n in &mut nodes {
         n.start();
     }
     leader_of(&nodes).await;
-    let last = client.propose(vec![register("after-restart")]).await.expect("writes after a full restart").0;
+    let last = client
+        .propose(vec![register("after-restart")])
+        .await
+        .expect("writes after a full restart")
+        .0;
     expected.push("after-restart".into());
     expected.sort();
     for n in &nodes {
         let mut got = workers_on(n, last).await;
         got.sort();
-        assert_eq!(got, expected, "node {} after full restart\n{}", n.id, n.log());
+        assert_eq!(
+            got,
+            expected,
+            "node {} after full restart\n{}",
+            n.id,
+            n.log()
+        );
     }
     // And the operator view agrees.
     let out = std::process::Command::new(support::bin())
@@ -112,7 +150,10 @@ async fn survives_leader_kill_and_full_restart() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("members:") && text.contains("leader"), "{text}");
+    assert!(
+        text.contains("members:") && text.contains("leader"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,8 +161,14 @@ async fn bad_config_fails_before_binding_and_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let run = |args: Vec<String>| {
-        let out = std::process::Command::new(support::bin()).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        let out = std::process::Command::new(support::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let base = |extra: &[&str]| {
         let mut v: Vec<String> = vec!["node".into(), "--id=1".into(), "--zone=a".into()];
@@ -134,7 +181,11 @@ async fn bad_config_fails_before_binding_and_names_the_field() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("invalid listen"), "{err}");
 
-    let (code, err) = run(base(&["--peer=1=a@127.0.0.1:1", "--peer=2=a@127.0.0.1:2", "--peer=3=c@127.0.0.1:3"]));
+    let (code, err) = run(base(&[
+        "--peer=1=a@127.0.0.1:1",
+        "--peer=2=a@127.0.0.1:2",
+        "--peer=3=c@127.0.0.1:3",
+    ]));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("zone a holds voters"), "{err}");
 

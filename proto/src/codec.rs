@@ -69,7 +69,11 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let s = Sample { id: 7, name: "a".into(), tags: vec![("k".into(), "v".into())] };
+        let s = Sample {
+            id: 7,
+            name: "a".into(),
+            tags: vec![("k".into(), "v".into())],
+        };
         assert_eq!(decode::<Sample>("sample", &encode(&s)).unwrap(), s);
     }
 
@@ -78,7 +82,11 @@ mod tests {
         assert!(decode::<Sample>("sample", &[]).is_err());
         let e = decode::<Sample>("sample", &[9, 1, 2]).unwrap_err();
         assert!(e.to_string().contains("format version 9"), "{e}");
-        let mut bytes = encode(&Sample { id: 1, name: String::new(), tags: vec![] });
+        let mut bytes = encode(&Sample {
+            id: 1,
+            name: String::new(),
+            tags: vec![],
+        });
         bytes.push(0);
         let e = decode::<Sample>("sample", &bytes).unwrap_err();
         assert!(e.to_string().contains("trailing"), "{e}");

@@ -55,12 +55,18 @@ pub enum ServiceError {
 impl ServiceError {
     /// Shorthand for [`ServiceError::InvalidArgument`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::InvalidArgument { field: field.into(), reason: reason.into() }
+        Self::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Whether the same request may succeed if retried (possibly on another node).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::NotLeader { .. } | Self::Unavailable(_) | Self::Timeout(_))
+        matches!(
+            self,
+            Self::NotLeader { .. } | Self::Unavailable(_) | Self::Timeout(_)
+        )
     }
 
     /// The gRPC status for this error, with typed metadata.
@@ -100,11 +106,14 @@ impl ServiceError {
         let text = status.message().to_string();
         match get(meta, KIND).as_deref() {
             Some("not-leader") => {
-                let leader = match (get(meta, LEADER_ID), get(meta, LEADER_GRPC), get(meta, LEADER_HTTP)) {
-                    (Some(id), Some(grpc), Some(http)) => id
-                        .parse()
-                        .ok()
-                        .map(|id| LeaderHint { id, grpc, http }),
+                let leader = match (
+                    get(meta, LEADER_ID),
+                    get(meta, LEADER_GRPC),
+                    get(meta, LEADER_HTTP),
+                ) {
+                    (Some(id), Some(grpc), Some(http)) => {
+                        id.parse().ok().map(|id| LeaderHint { id, grpc, http })
+                    }
                     _ => None,
                 };
                 Self::NotLeader { leader }
@@ -115,7 +124,9 @@ impl ServiceError {
             },
             Some("compacted") => Self::Compacted {
                 requested: 0,
-                earliest: get(meta, EARLIEST).and_then(|v| v.parse().ok()).unwrap_or(0),
+                earliest: get(meta, EARLIEST)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
             },
             Some("unavailable") => Self::Unavailable(text),
             Some("timeout") => Self::Timeout(text),
@@ -123,7 +134,10 @@ impl ServiceError {
             Some("internal") => Self::Internal(text),
             _ => match status.code() {
                 Code::DeadlineExceeded | Code::Cancelled => Self::Timeout(text),
-                Code::InvalidArgument => Self::InvalidArgument { field: String::new(), reason: text },
+                Code::InvalidArgument => Self::InvalidArgument {
+                    field: String::new(),
+                    reason: text,
+                },
                 Code::Unavailable | Code::Unknown | Code::Aborted | Code::ResourceExhausted => {
                     Self::Unavailable(text)
                 }
@@ -135,7 +149,10 @@ impl ServiceError {
 
 impl From<crate::codec::DecodeError> for ServiceError {
     fn from(e: crate::codec::DecodeError) -> Self {
-        Self::InvalidArgument { field: e.what.to_string(), reason: e.reason }
+        Self::InvalidArgument {
+            field: e.what.to_string(),
+            reason: e.reason,
+        }
     }
 }
 
@@ -154,7 +171,9 @@ fn insert(meta: &mut MetadataMap, key: &'static str, value: &str) {
 }
 
 fn get(meta: &MetadataMap, key: &'static str) -> Option<String> {
-    meta.get(key).and_then(|v| v.to_str().ok()).map(str::to_string)
+    meta.get(key)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -165,7 +184,11 @@ mod tests {
     fn every_error_round_trips_through_status() {
         let cases = [
             ServiceError::NotLeader {
-                leader: Some(LeaderHint { id: 2, grpc: "127.0.0.1:7102".into(), http: "127.0.0.1:9102".into() }),
+                leader: Some(LeaderHint {
+                    id: 2,
+                    grpc: "127.0.0.1:7102".into(),
+                    http: "127.0.0.1:9102".into(),
+                }),
             },
             ServiceError::NotLeader { leader: None },
             ServiceError::Unavailable("no quorum".into()),
@@ -176,15 +199,30 @@ mod tests {
         for e in cases {
             assert_eq!(ServiceError::from_status(&e.clone().into_status()), e);
         }
-        let e = ServiceError::from_status(&ServiceError::invalid("commands[3].epoch", "zero").into_status());
-        assert!(matches!(e, ServiceError::InvalidArgument { ref field, .. } if field == "commands[3].epoch"));
-        let e = ServiceError::from_status(&ServiceError::Compacted { requested: 1, earliest: 50 }.into_status());
+        let e = ServiceError::from_status(
+            &ServiceError::invalid("commands[3].epoch", "zero").into_status(),
+        );
+        assert!(
+            matches!(e, ServiceError::InvalidArgument { ref field, .. } if field == "commands[3].epoch")
+        );
+        let e = ServiceError::from_status(
+            &ServiceError::Compacted {
+                requested: 1,
+                earliest: 50,
+            }
+            .into_status(),
+        );
         assert!(matches!(e, ServiceError::Compacted { earliest: 50, .. }));
     }
 
     #[test]
     fn transport_statuses_are_classified() {
-        assert!(ServiceError::from_status(&Status::unavailable("connection refused")).is_retryable());
-        assert!(matches!(ServiceError::from_status(&Status::deadline_exceeded("t")), ServiceError::Timeout(_)));
+        assert!(
+            ServiceError::from_status(&Status::unavailable("connection refused")).is_retryable()
+        );
+        assert!(matches!(
+            ServiceError::from_status(&Status::deadline_exceeded("t")),
+            ServiceError::Timeout(_)
+        ));
     }
 }

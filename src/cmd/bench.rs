@@ -73,9 +73,16 @@ fn cycle(shard: ShardId, epoch: Epoch, group: &GroupKey, eval_ms: i64, fp: u64) 
         fingerprint: Fingerprint(fp),
         group: group.clone(),
         rule: "BenchAlert".into(),
-        labels: BTreeMap::from([("alertname".into(), "BenchAlert".into()), ("instance".into(), format!("i-{fp}"))]),
+        labels: BTreeMap::from([
+            ("alertname".into(), "BenchAlert".into()),
+            ("instance".into(), format!("i-{fp}")),
+        ]),
         annotations: BTreeMap::new(),
-        state: if eval_ms % 2 == 0 { AlertState::Firing } else { AlertState::Pending },
+        state: if eval_ms % 2 == 0 {
+            AlertState::Firing
+        } else {
+            AlertState::Pending
+        },
         active_at_ms: 0,
         fired_at_ms: None,
         resolved_at_ms: None,
@@ -84,7 +91,11 @@ fn cycle(shard: ShardId, epoch: Epoch, group: &GroupKey, eval_ms: i64, fp: u64) 
     Command::Shard {
         shard,
         epoch,
-        op: ShardOp::EvalCycle { group: group.clone(), eval_ms, updates: vec![AlertUpdate::Upsert(alert)] },
+        op: ShardOp::EvalCycle {
+            group: group.clone(),
+            eval_ms,
+            updates: vec![AlertUpdate::Upsert(alert)],
+        },
     }
 }
 
@@ -92,17 +103,30 @@ fn cycle(shard: ShardId, epoch: Epoch, group: &GroupKey, eval_ms: i64, fp: u64) 
 struct Groups(Vec<(ShardId, Epoch, GroupKey)>);
 
 async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.proposers > 0 && args.commands_per_proposal > 0, "--proposers and --commands-per-proposal must be positive");
+    anyhow::ensure!(
+        args.proposers > 0 && args.commands_per_proposal > 0,
+        "--proposers and --commands-per-proposal must be positive"
+    );
     let tmp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    println!("# tocsin bench store: 3 nodes in one process, real redb log with fsync under {}", dir.display());
-    println!("# machine: {} cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+    println!(
+        "# tocsin bench store: 3 nodes in one process, real redb log with fsync under {}",
+        dir.display()
+    );
+    println!(
+        "# machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
     println!(
         "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {}",
         args.proposers, args.commands_per_proposal, args.seconds
     );
-    let cluster = TestCluster::start(dir, 3, RaftTiming::production(), BatchConfig::default()).await;
-    let leader = cluster.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await;
+    let cluster =
+        TestCluster::start(dir, 3, RaftTiming::production(), BatchConfig::default()).await;
+    let leader = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(20))
+        .await;
     let client = cluster.client();
 
     // One worker owns every eval shard; each proposer drives its own groups.
@@ -117,14 +141,19 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             registered_at_ms: 0,
         })])
         .await?;
-    let shards: Vec<(ShardId, Option<WorkerId>)> = (0..layout.eval_shards).map(|i| (ShardId::eval(i), Some(worker.clone()))).collect();
+    let shards: Vec<(ShardId, Option<WorkerId>)> = (0..layout.eval_shards)
+        .map(|i| (ShardId::eval(i), Some(worker.clone())))
+        .collect();
     let (epoch, _) = client.propose(vec![Command::Assign { shards }]).await?;
     let groups: Vec<Arc<Groups>> = (0..args.proposers)
         .map(|p| {
             Arc::new(Groups(
                 (0..args.commands_per_proposal)
                     .map(|c| {
-                        let g = GroupKey { namespace: "bench".into(), name: format!("g-{p}-{c}") };
+                        let g = GroupKey {
+                            namespace: "bench".into(),
+                            name: format!("g-{p}-{c}"),
+                        };
                         (layout.eval_shard(&g), Epoch(epoch), g)
                     })
                     .collect(),
@@ -134,40 +163,94 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     let clock = Arc::new(AtomicU64::new(1));
 
     // Phase 1: closed loop, every proposer as fast as it can.
-    let stats_before = cluster.node(leader).proposer.stats().commands.load(Ordering::Relaxed);
-    let entries_before = cluster.node(leader).proposer.stats().entries.load(Ordering::Relaxed);
-    let (committed, lat, refused) = closed_loop(&client, &groups, &clock, Duration::from_secs(args.seconds)).await;
-    let commands = cluster.node(leader).proposer.stats().commands.load(Ordering::Relaxed) - stats_before;
-    let entries = cluster.node(leader).proposer.stats().entries.load(Ordering::Relaxed) - entries_before;
-    anyhow::ensure!(refused == 0, "{refused} commands were refused; the benchmark is broken");
+    let stats_before = cluster
+        .node(leader)
+        .proposer
+        .stats()
+        .commands
+        .load(Ordering::Relaxed);
+    let entries_before = cluster
+        .node(leader)
+        .proposer
+        .stats()
+        .entries
+        .load(Ordering::Relaxed);
+    let (committed, lat, refused) =
+        closed_loop(&client, &groups, &clock, Duration::from_secs(args.seconds)).await;
+    let commands = cluster
+        .node(leader)
+        .proposer
+        .stats()
+        .commands
+        .load(Ordering::Relaxed)
+        - stats_before;
+    let entries = cluster
+        .node(leader)
+        .proposer
+        .stats()
+        .entries
+        .load(Ordering::Relaxed)
+        - entries_before;
+    anyhow::ensure!(
+        refused == 0,
+        "{refused} commands were refused; the benchmark is broken"
+    );
     let peak = committed as f64 / args.seconds as f64;
     let mut lat = lat;
     println!("commits_per_sec: {peak:.0} commands/s");
     println!("transitions_per_sec: {peak:.0} alert transitions/s");
     println!("commit_p50_ms: {:.2} ms (at peak)", lat.pct(0.50));
     println!("commit_p99_ms: {:.2} ms (at peak)", lat.pct(0.99));
-    println!("mean_batch_size: {:.1} commands/entry", commands as f64 / entries.max(1) as f64);
+    println!(
+        "mean_batch_size: {:.1} commands/entry",
+        commands as f64 / entries.max(1) as f64
+    );
 
     // Phase 2: open loop at half the peak rate.
     let rate = (peak / 2.0).max(1.0);
-    let mut lat = open_loop(&client, &groups, &clock, rate, Duration::from_secs(args.seconds)).await;
+    let mut lat = open_loop(
+        &client,
+        &groups,
+        &clock,
+        rate,
+        Duration::from_secs(args.seconds),
+    )
+    .await;
     println!("half_load_rate: {rate:.0} commands/s");
     println!("half_load_p50_ms: {:.2} ms", lat.pct(0.50));
     println!("half_load_p99_ms: {:.2} ms", lat.pct(0.99));
 
     // Every replica must agree on what was committed.
-    let (index, _) = client.read(&tocsin_state::model::Query::Stats, true).await?;
-    cluster.wait_applied(&[1, 2, 3], index, Duration::from_secs(30)).await;
+    let (index, _) = client
+        .read(&tocsin_state::model::Query::Stats, true)
+        .await?;
+    cluster
+        .wait_applied(&[1, 2, 3], index, Duration::from_secs(30))
+        .await;
     let digests: Vec<u64> = [1, 2, 3].iter().map(|id| cluster.digest(*id)).collect();
-    anyhow::ensure!(digests.windows(2).all(|w| w[0] == w[1]), "replicas diverged: {digests:?}");
-    if let (_, QueryResult::Stats(s)) = client.read(&tocsin_state::model::Query::Stats, false).await? {
-        println!("# replicas agree; state machine applied {} commands, refused {} stale", s.applied, s.stale_epoch);
+    anyhow::ensure!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "replicas diverged: {digests:?}"
+    );
+    if let (_, QueryResult::Stats(s)) = client
+        .read(&tocsin_state::model::Query::Stats, false)
+        .await?
+    {
+        println!(
+            "# replicas agree; state machine applied {} commands, refused {} stale",
+            s.applied, s.stale_epoch
+        );
     }
     cluster.shutdown().await;
     Ok(())
 }
 
-async fn closed_loop(client: &StoreClient, groups: &[Arc<Groups>], clock: &Arc<AtomicU64>, d: Duration) -> (u64, Lat, u64) {
+async fn closed_loop(
+    client: &StoreClient,
+    groups: &[Arc<Groups>],
+    clock: &Arc<AtomicU64>,
+    d: Duration,
+) -> (u64, Lat, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for g in groups {
@@ -176,7 +259,10 @@ async fn closed_loop(client: &StoreClient, groups: &[Arc<Groups>], clock: &Arc<A
             let (mut n, mut refused, mut lat) = (0u64, 0u64, Vec::new());
             while !stop.load(Ordering::Relaxed) {
                 let now = clock.fetch_add(1, Ordering::Relaxed) as i64;
-                let cmds = g.0.iter().map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % 1000)).collect::<Vec<_>>();
+                let cmds =
+                    g.0.iter()
+                        .map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % 1000))
+                        .collect::<Vec<_>>();
                 let k = cmds.len() as u64;
                 let t = tokio::time::Instant::now();
                 match client.propose(cmds).await {
@@ -202,7 +288,13 @@ async fn closed_loop(client: &StoreClient, groups: &[Arc<Groups>], clock: &Arc<A
     (total, Lat(lat), refused)
 }
 
-async fn open_loop(client: &StoreClient, groups: &[Arc<Groups>], clock: &Arc<AtomicU64>, rate: f64, d: Duration) -> Lat {
+async fn open_loop(
+    client: &StoreClient,
+    groups: &[Arc<Groups>],
+    clock: &Arc<AtomicU64>,
+    rate: f64,
+    d: Duration,
+) -> Lat {
     // Each group is proposed by one task at a time (its watermark must grow in commit order),
     // so the offered load is spread over the groups: a group task sleeps until its next slot.
     let per_group = rate / groups.len() as f64 / groups[0].0.len() as f64;
@@ -219,7 +311,10 @@ async fn open_loop(client: &StoreClient, groups: &[Arc<Groups>], clock: &Arc<Ato
             while next < end {
                 tokio::time::sleep_until(next).await;
                 let now = clock.fetch_add(1, Ordering::Relaxed) as i64;
-                let cmds = g.0.iter().map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % 1000)).collect::<Vec<_>>();
+                let cmds =
+                    g.0.iter()
+                        .map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % 1000))
+                        .collect::<Vec<_>>();
                 if client.propose(cmds).await.is_ok() {
                     // Latency from the scheduled time, so queueing behind a slow commit counts.
                     lat.push(next.elapsed().as_micros() as u32);
@@ -239,6 +334,10 @@ async fn open_loop(client: &StoreClient, groups: &[Arc<Groups>], clock: &Arc<Ato
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }

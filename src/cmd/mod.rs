@@ -1,5 +1,7 @@
 //! Subcommands.
 
 pub mod bench;
+pub mod dev;
 pub mod node;
+pub mod rules;
 pub mod status;

@@ -114,7 +114,16 @@ pub async fn run(args: NodeArgs) -> i32 {
     let cancel = CancellationToken::new();
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let node = match StoreNode::start(store_config, grpc, Default::default(), cancel.clone(), fatal.clone(), &tracker).await {
+    let node = match StoreNode::start(
+        store_config,
+        grpc,
+        Default::default(),
+        cancel.clone(),
+        fatal.clone(),
+        &tracker,
+    )
+    .await
+    {
         Ok(n) => n,
         Err(e) => {
             eprintln!("tocsin: cannot start node {}: {e}", settings.id);
@@ -123,10 +132,15 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     };
     metrics.register_store(node.clone());
-    let app = router(AppState { node: node.clone(), metrics });
+    let app = router(AppState {
+        node: node.clone(),
+        metrics,
+    });
     let http_cancel = cancel.clone();
     tracker.spawn(async move {
-        let served = axum::serve(http, app).with_graceful_shutdown(http_cancel.cancelled_owned()).await;
+        let served = axum::serve(http, app)
+            .with_graceful_shutdown(http_cancel.cancelled_owned())
+            .await;
         if let Err(e) = served {
             error!(error = %e, "HTTP server failed");
         }
@@ -139,7 +153,10 @@ pub async fn run(args: NodeArgs) -> i32 {
     };
     cancel.cancel();
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!(grace = ?SHUTDOWN_GRACE, "tasks still running after the grace period; exiting anyway");
     }
     code

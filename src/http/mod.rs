@@ -42,23 +42,41 @@ async fn readyz(State(s): State<AppState>) -> Response {
     let m = s.node.raft.metrics();
     let (leader, member) = {
         let m = m.borrow();
-        (m.current_leader, m.membership_config.membership().get_node(&m.id).is_some())
+        (
+            m.current_leader,
+            m.membership_config.membership().get_node(&m.id).is_some(),
+        )
     };
     match (member, leader) {
         (true, Some(l)) => (StatusCode::OK, format!("ready: leader is node {l}\n")).into_response(),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: not a member of a cluster yet\n").into_response(),
-        (true, None) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no known leader\n").into_response(),
+        (false, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not a member of a cluster yet\n",
+        )
+            .into_response(),
+        (true, None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no known leader\n",
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response()
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": "no such endpoint"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"error": "no such endpoint"})),
+    )
+        .into_response()
 }

@@ -93,10 +93,18 @@ fn zone_state(s: ZoneState) -> &'static str {
 pub fn build(s: &AppState) -> Status {
     let info = cluster_info(&s.node.raft, &s.node.reader);
     let q = |q: Query| s.node.reader.query(&q).1;
-    let QueryResult::Workers(workers) = q(Query::Workers) else { unreachable!("query/result kinds match") };
-    let QueryResult::Assignments(assignments) = q(Query::Assignments) else { unreachable!() };
-    let QueryResult::Zones(zones) = q(Query::Zones) else { unreachable!() };
-    let QueryResult::Layout(layout) = q(Query::Layout) else { unreachable!() };
+    let QueryResult::Workers(workers) = q(Query::Workers) else {
+        unreachable!("query/result kinds match")
+    };
+    let QueryResult::Assignments(assignments) = q(Query::Assignments) else {
+        unreachable!()
+    };
+    let QueryResult::Zones(zones) = q(Query::Zones) else {
+        unreachable!()
+    };
+    let QueryResult::Layout(layout) = q(Query::Layout) else {
+        unreachable!()
+    };
     let mut owned: BTreeMap<String, usize> = BTreeMap::new();
     let mut assigned = 0;
     for (shard, a) in &assignments {
@@ -132,7 +140,12 @@ pub fn build(s: &AppState) -> Status {
             .collect(),
         zones: zones
             .into_iter()
-            .map(|(z, r)| ZoneView { zone: z.to_string(), state: zone_state(r.state).into(), score: r.score, weight: r.weight })
+            .map(|(z, r)| ZoneView {
+                zone: z.to_string(),
+                state: zone_state(r.state).into(),
+                score: r.score,
+                weight: r.weight,
+            })
             .collect(),
         workers: workers
             .into_iter()
@@ -142,7 +155,11 @@ pub fn build(s: &AppState) -> Status {
                 zone: w.zone.to_string(),
             })
             .collect(),
-        shards: ShardsView { eval: layout.eval_shards, notify: layout.notify_shards, assigned },
+        shards: ShardsView {
+            eval: layout.eval_shards,
+            notify: layout.notify_shards,
+            assigned,
+        },
     }
 }
 

@@ -89,7 +89,12 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the batcher task on `tracker`; it stops when `cancel` fires.
-    pub fn start(raft: Raft, config: BatchConfig, cancel: CancellationToken, tracker: &TaskTracker) -> Self {
+    pub fn start(
+        raft: Raft,
+        config: BatchConfig,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let stats = Arc::new(BatchStats::default());
         let t2 = tracker.clone();
@@ -102,7 +107,11 @@ impl Proposer {
         let bytes = tocsin_proto::codec::encode(&commands).len();
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Proposal { commands, bytes, reply })
+            .send(Proposal {
+                commands,
+                bytes,
+                reply,
+            })
             .await
             .map_err(|_| ProposeError::ShuttingDown)?;
         rx.await.map_err(|_| ProposeError::ShuttingDown)?
@@ -171,8 +180,12 @@ async fn run(
             replies.push((p.commands.len(), p.reply));
             commands.extend(p.commands);
         }
-        stats.entries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        stats.commands.fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .entries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .commands
+            .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
         match raft.client_write_ff(Batch { commands }).await {
             Ok(responder) => {
                 tracker.spawn(async move {
@@ -192,11 +205,17 @@ async fn run(
 }
 
 type WriteOutcome = Result<
-    Result<openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>, ClientWriteError<NodeId, NodeInfo>>,
+    Result<
+        openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>,
+        ClientWriteError<NodeId, NodeInfo>,
+    >,
     oneshot::error::RecvError,
 >;
 
-fn deliver(outcome: WriteOutcome, replies: Vec<(usize, oneshot::Sender<Result<Committed, ProposeError>>)>) {
+fn deliver(
+    outcome: WriteOutcome,
+    replies: Vec<(usize, oneshot::Sender<Result<Committed, ProposeError>>)>,
+) {
     let fail = |e: ProposeError, replies: Vec<(usize, oneshot::Sender<_>)>| {
         for (_, reply) in replies {
             let _ = reply.send(Err(e.clone()));

@@ -43,11 +43,15 @@ impl StoreClient {
     /// A client that starts from `seeds` (gRPC `host:port` of any nodes).
     pub fn new(seeds: Vec<String>) -> Result<Self, ServiceError> {
         if seeds.is_empty() {
-            return Err(ServiceError::invalid("seeds", "at least one node address is required"));
+            return Err(ServiceError::invalid(
+                "seeds",
+                "at least one node address is required",
+            ));
         }
         for s in &seeds {
-            Endpoint::from_shared(format!("http://{s}"))
-                .map_err(|e| ServiceError::invalid("seeds", format!("{s:?} is not host:port: {e}")))?;
+            Endpoint::from_shared(format!("http://{s}")).map_err(|e| {
+                ServiceError::invalid("seeds", format!("{s:?} is not host:port: {e}"))
+            })?;
         }
         Ok(Self {
             seeds: Arc::new(seeds),
@@ -98,16 +102,24 @@ impl StoreClient {
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Err(match last_err {
-                    ServiceError::Unavailable(m) => ServiceError::Unavailable(format!("gave up after {:?}: {m}", self.deadline)),
+                    ServiceError::Unavailable(m) => {
+                        ServiceError::Unavailable(format!("gave up after {:?}: {m}", self.deadline))
+                    }
                     e => e,
                 });
             }
-            let target = self.leader.lock().expect("leader cache poisoned").clone().unwrap_or_else(|| {
-                seed = (seed + 1) % self.seeds.len();
-                self.seeds[seed].clone()
-            });
+            let target = self
+                .leader
+                .lock()
+                .expect("leader cache poisoned")
+                .clone()
+                .unwrap_or_else(|| {
+                    seed = (seed + 1) % self.seeds.len();
+                    self.seeds[seed].clone()
+                });
             let remaining = deadline - now;
-            let result = tokio::time::timeout(remaining, call(self.client(&target)?, remaining)).await;
+            let result =
+                tokio::time::timeout(remaining, call(self.client(&target)?, remaining)).await;
             let err = match result {
                 Ok(Ok(v)) => {
                     if !any_node {
@@ -116,7 +128,9 @@ impl StoreClient {
                     return Ok(v);
                 }
                 Ok(Err(status)) => ServiceError::from_status(&status),
-                Err(_) => ServiceError::Timeout(format!("no answer from {target} within the deadline")),
+                Err(_) => {
+                    ServiceError::Timeout(format!("no answer from {target} within the deadline"))
+                }
             };
             match &err {
                 ServiceError::NotLeader { leader: Some(hint) } if hint.grpc != target => {
@@ -131,18 +145,26 @@ impl StoreClient {
                 _ => return Err(err),
             }
             let sleep = rand::rng().random_range(Duration::ZERO..=backoff);
-            tokio::time::sleep(sleep.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+            tokio::time::sleep(
+                sleep.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+            )
+            .await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
     /// Proposes `commands` (committed together in one entry, in order); returns the entry's log
     /// index and one result per command.
-    pub async fn propose(&self, commands: Vec<Command>) -> Result<(u64, Vec<CommandResult>), ServiceError> {
+    pub async fn propose(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<(u64, Vec<CommandResult>), ServiceError> {
         let payload = codec::encode(&commands);
         let reply = self
             .run(false, |mut c, ttl| {
-                let mut req = tonic::Request::new(ProposeRequest { commands: payload.clone() });
+                let mut req = tonic::Request::new(ProposeRequest {
+                    commands: payload.clone(),
+                });
                 req.set_timeout(ttl);
                 async move { c.propose(req).await }
             })
@@ -150,18 +172,29 @@ impl StoreClient {
             .into_inner();
         let results: Vec<CommandResult> = codec::decode("results", &reply.results)?;
         if results.len() != commands.len() {
-            return Err(ServiceError::Internal(format!("{} results for {} commands", results.len(), commands.len())));
+            return Err(ServiceError::Internal(format!(
+                "{} results for {} commands",
+                results.len(),
+                commands.len()
+            )));
         }
         Ok((reply.log_index, results))
     }
 
     /// Reads `query`. Linearizable reads go to the leader, which confirms its leadership with a
     /// quorum first; other reads are answered by any node from its local state.
-    pub async fn read(&self, query: &Query, linearizable: bool) -> Result<(u64, QueryResult), ServiceError> {
+    pub async fn read(
+        &self,
+        query: &Query,
+        linearizable: bool,
+    ) -> Result<(u64, QueryResult), ServiceError> {
         let payload = codec::encode(query);
         let reply = self
             .run(!linearizable, |mut c, ttl| {
-                let mut req = tonic::Request::new(ReadRequest { query: payload.clone(), linearizable });
+                let mut req = tonic::Request::new(ReadRequest {
+                    query: payload.clone(),
+                    linearizable,
+                });
                 req.set_timeout(ttl);
                 async move { c.read(req).await }
             })
@@ -175,9 +208,12 @@ impl StoreClient {
     pub async fn watch(
         &self,
         from_index: u64,
-    ) -> Result<impl Stream<Item = Result<(u64, Vec<Change>), ServiceError>> + use<>, ServiceError> {
+    ) -> Result<impl Stream<Item = Result<(u64, Vec<Change>), ServiceError>> + use<>, ServiceError>
+    {
         let stream = self
-            .run(true, |mut c, _| async move { c.watch(WatchRequest { from_index }).await })
+            .run(true, |mut c, _| async move {
+                c.watch(WatchRequest { from_index }).await
+            })
             .await?
             .into_inner();
         Ok(stream.map(|item| {

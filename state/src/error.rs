@@ -9,8 +9,14 @@ pub enum StateError {
     #[error("data dir {path}: {reason}")]
     DataDir { path: PathBuf, reason: String },
     /// The data directory was created by another node or another cluster.
-    #[error("data dir {path} belongs to {found}, but this node was started as {expected}; use the right --data-dir or an empty one")]
-    WrongCluster { path: PathBuf, found: String, expected: String },
+    #[error(
+        "data dir {path} belongs to {found}, but this node was started as {expected}; use the right --data-dir or an empty one"
+    )]
+    WrongCluster {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     /// Configuration that cannot work.
     #[error("invalid {field}: {reason}")]
     Config { field: String, reason: String },

@@ -70,7 +70,10 @@ impl Machine {
         match command {
             Command::SetLayout(layout) => {
                 if layout.eval_shards == 0 || layout.notify_shards == 0 {
-                    return Err(CommandError::invalid("layout", "shard counts must be at least 1"));
+                    return Err(CommandError::invalid(
+                        "layout",
+                        "shard counts must be at least 1",
+                    ));
                 }
                 if !self.assignments.is_empty() && *layout != self.layout {
                     return Err(CommandError::Conflict(
@@ -81,28 +84,44 @@ impl Machine {
             }
             Command::RegisterWorker(w) => {
                 if w.capacity == 0 {
-                    return Err(CommandError::invalid("worker.capacity", "must be at least 1"));
+                    return Err(CommandError::invalid(
+                        "worker.capacity",
+                        "must be at least 1",
+                    ));
                 }
                 self.workers.insert(w.id.clone(), w.clone());
             }
             Command::RemoveWorker { id } => {
                 if self.workers.remove(id).is_none() {
-                    return Err(CommandError::invalid("worker.id", format!("no worker {id}")));
+                    return Err(CommandError::invalid(
+                        "worker.id",
+                        format!("no worker {id}"),
+                    ));
                 }
                 for a in self.assignments.values_mut() {
                     if a.owner.as_ref() == Some(id) {
-                        *a = Assignment { owner: None, epoch: Epoch(index) };
+                        *a = Assignment {
+                            owner: None,
+                            epoch: Epoch(index),
+                        };
                     }
                 }
             }
             Command::Assign { shards } => self.assign(index, shards)?,
             Command::SetZone { zone, record } => {
                 if !(0.0..=1.0).contains(&record.score) || !(0.0..=1.0).contains(&record.weight) {
-                    return Err(CommandError::invalid("zone.score", "score and weight must be in [0, 1]"));
+                    return Err(CommandError::invalid(
+                        "zone.score",
+                        "score and weight must be in [0, 1]",
+                    ));
                 }
                 self.zones.insert(zone.clone(), record.clone());
             }
-            Command::PutRules { namespace, groups, expected_version } => {
+            Command::PutRules {
+                namespace,
+                groups,
+                expected_version,
+            } => {
                 self.check_rules_version(*expected_version)?;
                 if namespace.is_empty() {
                     return Err(CommandError::invalid("namespace", "must not be empty"));
@@ -116,7 +135,10 @@ impl Machine {
                 }
                 self.rules.version = index;
             }
-            Command::ReplaceRules { namespaces, expected_version } => {
+            Command::ReplaceRules {
+                namespaces,
+                expected_version,
+            } => {
                 self.check_rules_version(*expected_version)?;
                 for (name, ns) in namespaces {
                     check_groups(name, &ns.groups)?;
@@ -130,18 +152,23 @@ impl Machine {
                     return Err(CommandError::invalid("silence.id", "must not be empty"));
                 }
                 if s.matchers.is_empty() {
-                    return Err(CommandError::invalid("silence.matchers", "at least one matcher is required"));
+                    return Err(CommandError::invalid(
+                        "silence.matchers",
+                        "at least one matcher is required",
+                    ));
                 }
                 if s.ends_at_ms <= s.starts_at_ms {
-                    return Err(CommandError::invalid("silence.endsAt", "must be after startsAt"));
+                    return Err(CommandError::invalid(
+                        "silence.endsAt",
+                        "must be after startsAt",
+                    ));
                 }
                 self.silences.insert(s.id.clone(), s.clone());
             }
             Command::ExpireSilence { id, at_ms } => {
-                let s = self
-                    .silences
-                    .get_mut(id)
-                    .ok_or_else(|| CommandError::invalid("silence.id", format!("no silence {id}")))?;
+                let s = self.silences.get_mut(id).ok_or_else(|| {
+                    CommandError::invalid("silence.id", format!("no silence {id}"))
+                })?;
                 if s.ends_at_ms > *at_ms {
                     s.ends_at_ms = (*at_ms).max(s.starts_at_ms);
                 }
@@ -163,52 +190,99 @@ impl Machine {
         }
     }
 
-    fn assign(&mut self, index: u64, shards: &[(ShardId, Option<WorkerId>)]) -> Result<(), CommandError> {
+    fn assign(
+        &mut self,
+        index: u64,
+        shards: &[(ShardId, Option<WorkerId>)],
+    ) -> Result<(), CommandError> {
         // Validate everything first so a refused Assign changes nothing.
         let mut seen = std::collections::BTreeSet::new();
         for (i, (shard, owner)) in shards.iter().enumerate() {
             if !self.layout.contains(*shard) {
-                return Err(CommandError::invalid(format!("shards[{i}]"), format!("no shard {shard} in the layout")));
+                return Err(CommandError::invalid(
+                    format!("shards[{i}]"),
+                    format!("no shard {shard} in the layout"),
+                ));
             }
             if !seen.insert(*shard) {
-                return Err(CommandError::invalid(format!("shards[{i}]"), format!("shard {shard} listed twice")));
+                return Err(CommandError::invalid(
+                    format!("shards[{i}]"),
+                    format!("shard {shard} listed twice"),
+                ));
             }
             if let Some(w) = owner
                 && !self.workers.contains_key(w)
             {
-                return Err(CommandError::invalid(format!("shards[{i}].owner"), format!("worker {w} is not registered")));
+                return Err(CommandError::invalid(
+                    format!("shards[{i}].owner"),
+                    format!("worker {w} is not registered"),
+                ));
             }
         }
         for (shard, owner) in shards {
-            let prev = self.assignments.insert(*shard, Assignment { owner: owner.clone(), epoch: Epoch(index) });
+            let prev = self.assignments.insert(
+                *shard,
+                Assignment {
+                    owner: owner.clone(),
+                    epoch: Epoch(index),
+                },
+            );
             // Epochs only grow: positive space of the fencing invariant.
             assert!(prev.is_none_or(|p| p.epoch.0 < index), "epoch must grow");
         }
         Ok(())
     }
 
-    fn apply_shard(&mut self, shard: ShardId, epoch: Epoch, op: &ShardOp) -> Result<(), CommandError> {
+    fn apply_shard(
+        &mut self,
+        shard: ShardId,
+        epoch: Epoch,
+        op: &ShardOp,
+    ) -> Result<(), CommandError> {
         if !self.layout.contains(shard) {
-            return Err(CommandError::invalid("shard", format!("no shard {shard} in the layout")));
+            return Err(CommandError::invalid(
+                "shard",
+                format!("no shard {shard} in the layout"),
+            ));
         }
         let current = self.assignments.get(&shard).map_or(Epoch(0), |a| a.epoch);
-        let owned = self.assignments.get(&shard).is_some_and(|a| a.owner.is_some());
+        let owned = self
+            .assignments
+            .get(&shard)
+            .is_some_and(|a| a.owner.is_some());
         if epoch != current || !owned {
-            return Err(CommandError::StaleEpoch { shard, current, got: epoch });
+            return Err(CommandError::StaleEpoch {
+                shard,
+                current,
+                got: epoch,
+            });
         }
         match op {
-            ShardOp::EvalCycle { group, eval_ms, updates } => {
+            ShardOp::EvalCycle {
+                group,
+                eval_ms,
+                updates,
+            } => {
                 if shard.kind != ShardKind::Eval || self.layout.eval_shard(group) != shard {
-                    return Err(CommandError::invalid("group", format!("group {group} does not belong to shard {shard}")));
+                    return Err(CommandError::invalid(
+                        "group",
+                        format!("group {group} does not belong to shard {shard}"),
+                    ));
                 }
                 if updates.len() > MAX_UPDATES_PER_CYCLE {
-                    return Err(CommandError::invalid("updates", format!("more than {MAX_UPDATES_PER_CYCLE} updates")));
+                    return Err(CommandError::invalid(
+                        "updates",
+                        format!("more than {MAX_UPDATES_PER_CYCLE} updates"),
+                    ));
                 }
                 for (i, u) in updates.iter().enumerate() {
                     if let AlertUpdate::Upsert(a) = u
                         && a.group != *group
                     {
-                        return Err(CommandError::invalid(format!("updates[{i}].group"), "alert belongs to another group"));
+                        return Err(CommandError::invalid(
+                            format!("updates[{i}].group"),
+                            "alert belongs to another group",
+                        ));
                     }
                 }
                 let wm = self.watermarks.entry(group.clone()).or_default();
@@ -236,7 +310,10 @@ impl Machine {
             }
             ShardOp::Outbox { key, op } => {
                 if shard.kind != ShardKind::Notify || self.layout.notify_shard(key) != shard {
-                    return Err(CommandError::invalid("key", format!("notification stream does not belong to shard {shard}")));
+                    return Err(CommandError::invalid(
+                        "key",
+                        format!("notification stream does not belong to shard {shard}"),
+                    ));
                 }
                 let slot = self.outbox.entry(key.clone()).or_default();
                 apply_outbox(slot, op, epoch)?;
@@ -250,14 +327,19 @@ impl Machine {
         match q {
             Query::Layout => QueryResult::Layout(self.layout),
             Query::Workers => QueryResult::Workers(self.workers.values().cloned().collect()),
-            Query::Assignments => {
-                QueryResult::Assignments(self.assignments.iter().map(|(s, a)| (*s, a.clone())).collect())
-            }
+            Query::Assignments => QueryResult::Assignments(
+                self.assignments
+                    .iter()
+                    .map(|(s, a)| (*s, a.clone()))
+                    .collect(),
+            ),
             Query::Rules => QueryResult::Rules(self.rules.clone()),
             Query::Alerts { shard } => QueryResult::Alerts(
                 self.alerts
                     .iter()
-                    .filter(|(i, _)| shard.is_none_or(|s| s.kind == ShardKind::Eval && s.index == **i))
+                    .filter(|(i, _)| {
+                        shard.is_none_or(|s| s.kind == ShardKind::Eval && s.index == **i)
+                    })
                     .flat_map(|(_, m)| m.values().cloned())
                     .collect(),
             ),
@@ -273,14 +355,28 @@ impl Machine {
                     .iter()
                     .filter(|(k, _)| shard.is_none_or(|s| self.layout.notify_shard(k) == s))
                     .map(|(k, slot)| {
-                        let entries = [&slot.head, &slot.queued, &slot.last].into_iter().flatten().cloned().collect();
+                        let entries = [&slot.head, &slot.queued, &slot.last]
+                            .into_iter()
+                            .flatten()
+                            .cloned()
+                            .collect();
                         (k.clone(), entries)
                     })
                     .collect(),
             ),
             Query::Silences => QueryResult::Silences(self.silences.values().cloned().collect()),
-            Query::Acks => QueryResult::Acks(self.acks.iter().map(|(k, a)| (k.clone(), a.clone())).collect()),
-            Query::Zones => QueryResult::Zones(self.zones.iter().map(|(z, r)| (z.clone(), r.clone())).collect()),
+            Query::Acks => QueryResult::Acks(
+                self.acks
+                    .iter()
+                    .map(|(k, a)| (k.clone(), a.clone()))
+                    .collect(),
+            ),
+            Query::Zones => QueryResult::Zones(
+                self.zones
+                    .iter()
+                    .map(|(z, r)| (z.clone(), r.clone()))
+                    .collect(),
+            ),
             Query::Stats => QueryResult::Stats(self.stats.clone()),
             Query::Digest => QueryResult::Digest(self.digest()),
         }
@@ -313,7 +409,9 @@ impl Machine {
         for (index, alerts) in &self.alerts {
             for (group, fp) in alerts.keys() {
                 if self.layout.eval_shard(group).index != *index {
-                    return Err(format!("alert {fp} of {group} stored under eval shard {index}"));
+                    return Err(format!(
+                        "alert {fp} of {group} stored under eval shard {index}"
+                    ));
                 }
             }
         }
@@ -324,24 +422,39 @@ impl Machine {
             if let (Some(h), Some(q)) = (&slot.head, &slot.queued)
                 && q.seq <= h.seq
             {
-                return Err(format!("outbox {key:?} queued seq {} not after head {}", q.seq, h.seq));
+                return Err(format!(
+                    "outbox {key:?} queued seq {} not after head {}",
+                    q.seq, h.seq
+                ));
             }
         }
         Ok(())
     }
 }
 
-fn check_groups(namespace: &str, groups: &[crate::model::RuleGroupRecord]) -> Result<(), CommandError> {
+fn check_groups(
+    namespace: &str,
+    groups: &[crate::model::RuleGroupRecord],
+) -> Result<(), CommandError> {
     let mut names = std::collections::BTreeSet::new();
     for (i, g) in groups.iter().enumerate() {
         if g.name.is_empty() {
-            return Err(CommandError::invalid(format!("{namespace}.groups[{i}].name"), "must not be empty"));
+            return Err(CommandError::invalid(
+                format!("{namespace}.groups[{i}].name"),
+                "must not be empty",
+            ));
         }
         if !names.insert(&g.name) {
-            return Err(CommandError::invalid(format!("{namespace}.groups[{i}].name"), format!("duplicate group {:?}", g.name)));
+            return Err(CommandError::invalid(
+                format!("{namespace}.groups[{i}].name"),
+                format!("duplicate group {:?}", g.name),
+            ));
         }
         if g.interval_ms == 0 {
-            return Err(CommandError::invalid(format!("{namespace}.groups[{i}].interval"), "must be positive"));
+            return Err(CommandError::invalid(
+                format!("{namespace}.groups[{i}].interval"),
+                "must be positive",
+            ));
         }
     }
     Ok(())
@@ -351,7 +464,9 @@ fn apply_outbox(slot: &mut OutboxSlot, op: &OutboxOp, epoch: Epoch) -> Result<()
     let head_seq = slot.head.as_ref().map(|h| h.seq);
     let check_head = |seq: u64| -> Result<(), CommandError> {
         if head_seq != Some(seq) {
-            return Err(CommandError::Conflict(format!("outbox head is {head_seq:?}, not {seq}")));
+            return Err(CommandError::Conflict(format!(
+                "outbox head is {head_seq:?}, not {seq}"
+            )));
         }
         Ok(())
     };
@@ -374,24 +489,43 @@ fn apply_outbox(slot: &mut OutboxSlot, op: &OutboxOp, epoch: Epoch) -> Result<()
             };
             match &slot.head {
                 // An unclaimed head is replaced: nobody has started sending it.
-                None | Some(OutboxEntry { state: DeliveryState::Pending, .. }) => slot.head = Some(entry),
+                None
+                | Some(OutboxEntry {
+                    state: DeliveryState::Pending,
+                    ..
+                }) => slot.head = Some(entry),
                 Some(_) => slot.queued = Some(entry),
             }
         }
         OutboxOp::Claim { seq, worker, at_ms } => {
             check_head(*seq)?;
             let head = slot.head.as_mut().expect("checked");
-            head.state = DeliveryState::Claimed { worker: worker.clone(), epoch, at_ms: *at_ms };
+            head.state = DeliveryState::Claimed {
+                worker: worker.clone(),
+                epoch,
+                at_ms: *at_ms,
+            };
             head.attempts += 1;
         }
-        OutboxOp::Delivered { seq, provider_id, at_ms } => {
+        OutboxOp::Delivered {
+            seq,
+            provider_id,
+            at_ms,
+        } => {
             check_head(*seq)?;
             let mut head = slot.head.take().expect("checked");
-            head.state = DeliveryState::Delivered { provider_id: provider_id.clone(), at_ms: *at_ms };
+            head.state = DeliveryState::Delivered {
+                provider_id: provider_id.clone(),
+                at_ms: *at_ms,
+            };
             slot.last = Some(head);
             slot.head = slot.queued.take();
         }
-        OutboxOp::Retry { seq, next_attempt_ms, .. } => {
+        OutboxOp::Retry {
+            seq,
+            next_attempt_ms,
+            ..
+        } => {
             check_head(*seq)?;
             let head = slot.head.as_mut().expect("checked");
             head.state = DeliveryState::Pending;
@@ -404,7 +538,10 @@ fn apply_outbox(slot: &mut OutboxSlot, op: &OutboxOp, epoch: Epoch) -> Result<()
         OutboxOp::Dead { seq, reason, at_ms } => {
             check_head(*seq)?;
             let mut head = slot.head.take().expect("checked");
-            head.state = DeliveryState::Dead { reason: reason.clone(), at_ms: *at_ms };
+            head.state = DeliveryState::Dead {
+                reason: reason.clone(),
+                at_ms: *at_ms,
+            };
             slot.last = Some(head);
             slot.head = slot.queued.take();
         }

@@ -60,13 +60,28 @@ impl std::fmt::Debug for StoreConfig {
 impl StoreConfig {
     /// Checks the config before anything is opened or bound.
     pub fn validate(&self) -> Result<(), StateError> {
-        let bad = |field: &str, reason: String| Err(StateError::Config { field: field.into(), reason });
-        let Some(me) = self.peers.get(&self.id) else {
-            return bad("id", format!("node {} is not among the peers {:?}", self.id, self.peers.keys().collect::<Vec<_>>()));
+        let bad = |field: &str, reason: String| {
+            Err(StateError::Config {
+                field: field.into(),
+                reason,
+            })
         };
-        if self.peers.len() > 1 && self.peers.len() % 2 == 0 {
+        let Some(me) = self.peers.get(&self.id) else {
+            return bad(
+                "id",
+                format!(
+                    "node {} is not among the peers {:?}",
+                    self.id,
+                    self.peers.keys().collect::<Vec<_>>()
+                ),
+            );
+        };
+        if self.peers.len() > 1 && self.peers.len().is_multiple_of(2) {
             // Allowed, but worth a loud note: an even count tolerates no more failures.
-            tracing::warn!(peers = self.peers.len(), "an even number of voters tolerates no more failures than one fewer");
+            tracing::warn!(
+                peers = self.peers.len(),
+                "an even number of voters tolerates no more failures than one fewer"
+            );
         }
         let mut zones: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
         for (id, p) in &self.peers {
@@ -74,16 +89,24 @@ impl StoreConfig {
                 return bad(&format!("peer.{id}.zone"), e);
             }
             if p.grpc.parse::<std::net::SocketAddr>().is_err() && !p.grpc.contains(':') {
-                return bad(&format!("peer.{id}.grpc"), format!("{:?} is not host:port", p.grpc));
+                return bad(
+                    &format!("peer.{id}.grpc"),
+                    format!("{:?} is not host:port", p.grpc),
+                );
             }
             zones.entry(p.zone.as_str()).or_default().push(*id);
         }
         if zones.len() > 1
-            && let Some((zone, ids)) = zones.iter().find(|(_, ids)| ids.len() * 2 >= self.peers.len())
+            && let Some((zone, ids)) = zones
+                .iter()
+                .find(|(_, ids)| ids.len() * 2 >= self.peers.len())
         {
             return bad(
                 "peer",
-                format!("zone {zone} holds voters {ids:?}, half or more of {}: losing that zone would lose the quorum", self.peers.len()),
+                format!(
+                    "zone {zone} holds voters {ids:?}, half or more of {}: losing that zone would lose the quorum",
+                    self.peers.len()
+                ),
             );
         }
         let _ = me;
@@ -92,8 +115,16 @@ impl StoreConfig {
 
     /// The identity recorded in the data dir: cluster name and the (id, zone) of every peer.
     fn cluster_id(&self) -> String {
-        let peers: Vec<String> = self.peers.iter().map(|(id, p)| format!("{id}={}", p.zone)).collect();
-        format!("cluster {:?} with peers [{}]", self.cluster_name, peers.join(", "))
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|(id, p)| format!("{id}={}", p.zone))
+            .collect();
+        format!(
+            "cluster {:?} with peers [{}]",
+            self.cluster_name,
+            peers.join(", ")
+        )
     }
 }
 
@@ -120,7 +151,9 @@ pub struct StoreNode {
 
 impl std::fmt::Debug for StoreNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreNode").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("StoreNode")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,13 +174,18 @@ impl StoreNode {
         let fresh = prepare_data_dir(&config)?;
         let raft_dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir).map_err(|e| dir_err(&raft_dir, e))?;
-        let log = LogStore::open(&raft_dir, config.fsync_observer.clone()).map_err(StateError::Storage)?;
+        let log = LogStore::open(&raft_dir, config.fsync_observer.clone())
+            .map_err(StateError::Storage)?;
         let sm = SmStore::open(&raft_dir).map_err(StateError::Storage)?;
         let reader = sm.reader();
-        let raft_config = config
-            .timing
-            .to_config(&config.cluster_name)
-            .map_err(|e| StateError::Config { field: "raft timing".into(), reason: e })?;
+        let raft_config =
+            config
+                .timing
+                .to_config(&config.cluster_name)
+                .map_err(|e| StateError::Config {
+                    field: "raft timing".into(),
+                    reason: e,
+                })?;
         let network = Network::new(config.id, faults.clone());
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
             .await
@@ -167,7 +205,8 @@ impl StoreNode {
         ))
         .max_decoding_message_size(MAX_ENCODED_BYTES)
         .max_encoding_message_size(MAX_ENCODED_BYTES);
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let server_cancel = cancel.clone();
         tracker.spawn(async move {
             let result = tonic::transport::Server::builder()
@@ -184,7 +223,9 @@ impl StoreNode {
             info!(peers = ?config.peers.keys().collect::<Vec<_>>(), "bootstrapping a fresh cluster");
             match raft.initialize(config.peers.clone()).await {
                 Ok(()) => {}
-                Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::InitializeError::NotAllowed(_),
+                )) => {}
                 Err(e) => return Err(StateError::Raft(format!("initialize: {e}"))),
             }
         }
@@ -207,12 +248,21 @@ impl StoreNode {
             let _ = monitor_raft.shutdown().await;
         });
 
-        Ok(Self { raft, reader, proposer, faults, id: config.id })
+        Ok(Self {
+            raft,
+            reader,
+            proposer,
+            faults,
+            id: config.id,
+        })
     }
 }
 
 fn dir_err(path: &Path, e: impl std::fmt::Display) -> StateError {
-    StateError::DataDir { path: path.to_path_buf(), reason: e.to_string() }
+    StateError::DataDir {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// Creates the data dir if needed, checks it is writable and belongs to this node and cluster.
@@ -223,7 +273,10 @@ fn prepare_data_dir(config: &StoreConfig) -> Result<bool, StateError> {
     let probe = dir.join(".write-probe");
     std::fs::write(&probe, b"ok").map_err(|e| dir_err(dir, format!("not writable: {e}")))?;
     let _ = std::fs::remove_file(&probe);
-    let expected = Identity { node_id: config.id, cluster: config.cluster_id() };
+    let expected = Identity {
+        node_id: config.id,
+        cluster: config.cluster_id(),
+    };
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
@@ -240,10 +293,14 @@ fn prepare_data_dir(config: &StoreConfig) -> Result<bool, StateError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if dir.join("raft").join("raft-log.redb").exists() {
-                return Err(dir_err(dir, "holds a Raft log but no identity file; refusing to guess"));
+                return Err(dir_err(
+                    dir,
+                    "holds a Raft log but no identity file; refusing to guess",
+                ));
             }
             let bytes = serde_json::to_vec_pretty(&expected).expect("identity serializes");
-            crate::raft::sm_store::write_atomically(dir, IDENTITY_FILE, &bytes).map_err(|e| dir_err(dir, e))?;
+            crate::raft::sm_store::write_atomically(dir, IDENTITY_FILE, &bytes)
+                .map_err(|e| dir_err(dir, e))?;
             Ok(true)
         }
         Err(e) => Err(dir_err(&path, e)),

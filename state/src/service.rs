@@ -57,22 +57,37 @@ impl RaftService {
 
 #[tonic::async_trait]
 impl raft_server::Raft for RaftService {
-    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = codec::decode("AppendEntriesRequest", &request.into_inner().data).map_err(ServiceError::from)?;
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let rpc = codec::decode("AppendEntriesRequest", &request.into_inner().data)
+            .map_err(ServiceError::from)?;
         let result = self.raft.append_entries(rpc).await;
-        Ok(Response::new(RaftReply { data: codec::encode(&result) }))
+        Ok(Response::new(RaftReply {
+            data: codec::encode(&result),
+        }))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = codec::decode("VoteRequest", &request.into_inner().data).map_err(ServiceError::from)?;
+        let rpc =
+            codec::decode("VoteRequest", &request.into_inner().data).map_err(ServiceError::from)?;
         let result = self.raft.vote(rpc).await;
-        Ok(Response::new(RaftReply { data: codec::encode(&result) }))
+        Ok(Response::new(RaftReply {
+            data: codec::encode(&result),
+        }))
     }
 
-    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = codec::decode("InstallSnapshotRequest", &request.into_inner().data).map_err(ServiceError::from)?;
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let rpc = codec::decode("InstallSnapshotRequest", &request.into_inner().data)
+            .map_err(ServiceError::from)?;
         let result = self.raft.install_snapshot(rpc).await;
-        Ok(Response::new(RaftReply { data: codec::encode(&result) }))
+        Ok(Response::new(RaftReply {
+            data: codec::encode(&result),
+        }))
     }
 }
 
@@ -89,7 +104,9 @@ pub struct StoreService {
 
 impl std::fmt::Debug for StoreService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreService").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("StoreService")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,7 +120,14 @@ impl StoreService {
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
-        Self { raft, id, proposer, reader, cancel, tracker }
+        Self {
+            raft,
+            id,
+            proposer,
+            reader,
+            cancel,
+            tracker,
+        }
     }
 
     /// The leader as this node knows it.
@@ -118,7 +142,11 @@ pub fn leader_hint(raft: &Raft) -> Option<LeaderHint> {
     let m = m.borrow();
     let id = m.current_leader?;
     let node = m.membership_config.membership().get_node(&id)?;
-    Some(LeaderHint { id, grpc: node.grpc.clone(), http: node.http.clone() })
+    Some(LeaderHint {
+        id,
+        grpc: node.grpc.clone(),
+        http: node.http.clone(),
+    })
 }
 
 /// Maps a batcher error to the wire error.
@@ -126,7 +154,11 @@ pub fn propose_error(raft: &Raft, e: ProposeError) -> ServiceError {
     match e {
         ProposeError::NotLeader { leader } => ServiceError::NotLeader {
             leader: leader
-                .map(|(id, n)| LeaderHint { id, grpc: n.grpc, http: n.http })
+                .map(|(id, n)| LeaderHint {
+                    id,
+                    grpc: n.grpc,
+                    http: n.http,
+                })
                 .or_else(|| leader_hint(raft)),
         },
         ProposeError::Fatal(m) => ServiceError::Fatal(m),
@@ -140,7 +172,9 @@ pub async fn ensure_linearizable(raft: &Raft) -> Result<(), ServiceError> {
         Err(_) => Err(ServiceError::Timeout("leadership check timed out".into())),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
-            Err(ServiceError::NotLeader { leader: leader_hint(raft) })
+            Err(ServiceError::NotLeader {
+                leader: leader_hint(raft),
+            })
         }
         Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
             Err(ServiceError::Unavailable(e.to_string()))
@@ -157,13 +191,21 @@ pub fn cluster_info(raft: &Raft, reader: &SmReader) -> ClusterInfo {
     let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
     let members: Vec<MemberInfo> = membership
         .nodes()
-        .map(|(id, info)| MemberInfo { id: *id, info: info.clone(), voter: voters.contains(id) })
+        .map(|(id, info)| MemberInfo {
+            id: *id,
+            info: info.clone(),
+            voter: voters.contains(id),
+        })
         .collect();
-    let node = members.iter().find(|mi| mi.id == m.id).cloned().unwrap_or(MemberInfo {
-        id: m.id,
-        info: NodeInfo::default(),
-        voter: false,
-    });
+    let node = members
+        .iter()
+        .find(|mi| mi.id == m.id)
+        .cloned()
+        .unwrap_or(MemberInfo {
+            id: m.id,
+            info: NodeInfo::default(),
+            voter: false,
+        });
     let applied = reader.applied_index();
     ClusterInfo {
         node,
@@ -182,23 +224,36 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>
 
 #[tonic::async_trait]
 impl store_server::Store for StoreService {
-    async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
-        let commands: Vec<Command> = codec::decode("commands", &request.into_inner().commands).map_err(ServiceError::from)?;
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeReply>, Status> {
+        let commands: Vec<Command> = codec::decode("commands", &request.into_inner().commands)
+            .map_err(ServiceError::from)?;
         if commands.is_empty() {
-            return Err(ServiceError::invalid("commands", "at least one command is required").into());
+            return Err(
+                ServiceError::invalid("commands", "at least one command is required").into(),
+            );
         }
         if commands.len() > MAX_COMMANDS_PER_PROPOSAL {
             return Err(ServiceError::invalid(
                 "commands",
-                format!("{} commands exceeds the limit of {MAX_COMMANDS_PER_PROPOSAL}", commands.len()),
+                format!(
+                    "{} commands exceeds the limit of {MAX_COMMANDS_PER_PROPOSAL}",
+                    commands.len()
+                ),
             )
             .into());
         }
-        let (index, results) = tokio::time::timeout(PROPOSE_TIMEOUT, self.proposer.propose(commands))
-            .await
-            .map_err(|_| ServiceError::Timeout("proposal not committed in time".into()))?
-            .map_err(|e| propose_error(&self.raft, e))?;
-        Ok(Response::new(ProposeReply { log_index: index, results: codec::encode(&results) }))
+        let (index, results) =
+            tokio::time::timeout(PROPOSE_TIMEOUT, self.proposer.propose(commands))
+                .await
+                .map_err(|_| ServiceError::Timeout("proposal not committed in time".into()))?
+                .map_err(|e| propose_error(&self.raft, e))?;
+        Ok(Response::new(ProposeReply {
+            log_index: index,
+            results: codec::encode(&results),
+        }))
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
@@ -208,12 +263,18 @@ impl store_server::Store for StoreService {
             ensure_linearizable(&self.raft).await?;
         }
         let (applied_index, result) = self.reader.query(&query);
-        Ok(Response::new(ReadReply { applied_index, result: codec::encode(&result) }))
+        Ok(Response::new(ReadReply {
+            applied_index,
+            result: codec::encode(&result),
+        }))
     }
 
     type WatchStream = WatchStream;
 
-    async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let from = request.into_inner().from_index;
         let hub = self.reader.hub().clone();
         // Fail fast if the start is already gone.
@@ -252,14 +313,26 @@ impl store_server::Store for StoreService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn cluster_info(&self, _request: Request<ClusterInfoRequest>) -> Result<Response<ClusterInfoReply>, Status> {
+    async fn cluster_info(
+        &self,
+        _request: Request<ClusterInfoRequest>,
+    ) -> Result<Response<ClusterInfoReply>, Status> {
         let info = cluster_info(&self.raft, &self.reader);
-        Ok(Response::new(ClusterInfoReply { info: codec::encode(&info) }))
+        Ok(Response::new(ClusterInfoReply {
+            info: codec::encode(&info),
+        }))
     }
 }
 
 fn watch_error(e: WatchError) -> Status {
     match e {
-        WatchError::Compacted { requested, earliest } => ServiceError::Compacted { requested, earliest }.into(),
+        WatchError::Compacted {
+            requested,
+            earliest,
+        } => ServiceError::Compacted {
+            requested,
+            earliest,
+        }
+        .into(),
     }
 }

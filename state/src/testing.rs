@@ -24,7 +24,10 @@ pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut c
         if cond() {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -49,7 +52,9 @@ pub struct TestCluster {
 
 impl std::fmt::Debug for TestCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCluster").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("TestCluster")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,10 +66,24 @@ impl TestCluster {
         for id in 1..=n {
             let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = l.local_addr().expect("addr").to_string();
-            peers.insert(id, NodeInfo { zone: format!("z{id}"), grpc: addr, http: String::new() });
+            peers.insert(
+                id,
+                NodeInfo {
+                    zone: format!("z{id}"),
+                    grpc: addr,
+                    http: String::new(),
+                },
+            );
             listeners.insert(id, l);
         }
-        let mut c = Self { dir, faults: Arc::default(), peers, running: BTreeMap::new(), timing, batch };
+        let mut c = Self {
+            dir,
+            faults: Arc::default(),
+            peers,
+            running: BTreeMap::new(),
+            timing,
+            batch,
+        };
         for (id, l) in listeners {
             c.start_node(id, l).await;
         }
@@ -83,10 +102,24 @@ impl TestCluster {
         };
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let node = StoreNode::start(config, listener, self.faults.clone(), cancel.clone(), CancellationToken::new(), &tracker)
-            .await
-            .expect("start node");
-        self.running.insert(id, Running { node, cancel, tracker });
+        let node = StoreNode::start(
+            config,
+            listener,
+            self.faults.clone(),
+            cancel.clone(),
+            CancellationToken::new(),
+            &tracker,
+        )
+        .await
+        .expect("start node");
+        self.running.insert(
+            id,
+            Running {
+                node,
+                cancel,
+                tracker,
+            },
+        );
     }
 
     /// Stops node `id` (as if its process died: nothing more is written).
@@ -95,7 +128,9 @@ impl TestCluster {
         r.cancel.cancel();
         let _ = r.node.raft.shutdown().await;
         r.tracker.close();
-        tokio::time::timeout(Duration::from_secs(10), r.tracker.wait()).await.expect("node tasks stop");
+        tokio::time::timeout(Duration::from_secs(10), r.tracker.wait())
+            .await
+            .expect("node tasks stop");
     }
 
     /// Restarts node `id` from its data dir on its old address.
@@ -144,8 +179,10 @@ impl TestCluster {
     pub async fn wait_leader(&self, among: &[NodeId], timeout: Duration) -> NodeId {
         let mut leader = None;
         wait_until(timeout, "one leader agreed by the given nodes", || {
-            let views: Vec<Option<NodeId>> =
-                among.iter().map(|id| self.node(*id).raft.metrics().borrow().current_leader).collect();
+            let views: Vec<Option<NodeId>> = among
+                .iter()
+                .map(|id| self.node(*id).raft.metrics().borrow().current_leader)
+                .collect();
             leader = views[0].filter(|l| among.contains(l) && views.iter().all(|v| *v == Some(*l)));
             leader.is_some()
         })
@@ -155,9 +192,15 @@ impl TestCluster {
 
     /// Waits until every node in `among` has applied at least `index`.
     pub async fn wait_applied(&self, among: &[NodeId], index: u64, timeout: Duration) {
-        wait_until(timeout, &format!("nodes {among:?} applied index {index}"), || {
-            among.iter().all(|id| self.node(*id).reader.applied_index() >= index)
-        })
+        wait_until(
+            timeout,
+            &format!("nodes {among:?} applied index {index}"),
+            || {
+                among
+                    .iter()
+                    .all(|id| self.node(*id).reader.applied_index() >= index)
+            },
+        )
         .await;
     }
 

@@ -56,7 +56,10 @@ impl Default for WatchHub {
 impl WatchHub {
     /// An empty hub.
     pub fn new() -> Self {
-        Self { ring: Arc::default(), applied: watch::Sender::new(0) }
+        Self {
+            ring: Arc::default(),
+            applied: watch::Sender::new(0),
+        }
     }
 
     /// Records an applied entry. Indexes must be increasing.
@@ -66,7 +69,10 @@ impl WatchHub {
             if let Some(last) = ring.events.back() {
                 debug_assert!(index > last.index, "watch indexes must increase");
             }
-            ring.events.push_back(WatchEvent { index, changes: Arc::new(changes) });
+            ring.events.push_back(WatchEvent {
+                index,
+                changes: Arc::new(changes),
+            });
             while ring.events.len() > WATCH_RETAINED_ENTRIES {
                 if let Some(dropped) = ring.events.pop_front() {
                     ring.floor = dropped.index + 1;
@@ -94,9 +100,17 @@ impl WatchHub {
     pub fn read_from(&self, from: u64) -> Result<Vec<WatchEvent>, WatchError> {
         let ring = self.ring.lock().expect("watch ring poisoned");
         if from < ring.floor {
-            return Err(WatchError::Compacted { requested: from, earliest: ring.floor });
+            return Err(WatchError::Compacted {
+                requested: from,
+                earliest: ring.floor,
+            });
         }
-        Ok(ring.events.iter().filter(|e| e.index >= from).cloned().collect())
+        Ok(ring
+            .events
+            .iter()
+            .filter(|e| e.index >= from)
+            .cloned()
+            .collect())
     }
 
     /// A receiver that changes whenever an entry is applied.
@@ -119,7 +133,13 @@ mod tests {
         assert_eq!(got, vec![3, 4, 5]);
         assert_eq!(hub.read_from(0).unwrap().len(), 5);
         hub.reset(10);
-        assert_eq!(hub.read_from(4), Err(WatchError::Compacted { requested: 4, earliest: 11 }));
+        assert_eq!(
+            hub.read_from(4),
+            Err(WatchError::Compacted {
+                requested: 4,
+                earliest: 11
+            })
+        );
         assert!(hub.read_from(11).unwrap().is_empty());
         hub.push(11, vec![]);
         assert_eq!(hub.read_from(11).unwrap().len(), 1);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tocsin_proto::ServiceError;
 use tocsin_state::batcher::BatchConfig;
 use tocsin_state::model::{
-    Command, CommandError, Epoch, GroupKey, Query, QueryResult, ShardLayout, ShardOp,
-    WorkerId, WorkerInfo, ZoneId,
+    Command, CommandError, Epoch, GroupKey, Query, QueryResult, ShardLayout, ShardOp, WorkerId,
+    WorkerInfo, ZoneId,
 };
 use tocsin_state::raft::timing::RaftTiming;
 use tocsin_state::testing::{TestCluster, wait_until};
@@ -17,7 +17,10 @@ const ALL: [u64; 3] = [1, 2, 3];
 const LONG: Duration = Duration::from_secs(20);
 
 fn init_tracing() {
-    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
 }
 
 fn register(id: &str, zone: &str) -> Command {
@@ -50,65 +53,126 @@ async fn elects_replicates_and_fences_on_every_replica() {
     c.wait_leader(&ALL, LONG).await;
     let client = c.client();
 
-    let layout = ShardLayout { eval_shards: 8, notify_shards: 2 };
+    let layout = ShardLayout {
+        eval_shards: 8,
+        notify_shards: 2,
+    };
     let (_, r) = client
-        .propose(vec![Command::SetLayout(layout), register("w1", "z1"), register("w2", "z2")])
+        .propose(vec![
+            Command::SetLayout(layout),
+            register("w1", "z1"),
+            register("w2", "z2"),
+        ])
         .await
         .unwrap();
     assert!(r.iter().all(Result::is_ok), "{r:?}");
-    let group = GroupKey { namespace: "ns".into(), name: "api".into() };
+    let group = GroupKey {
+        namespace: "ns".into(),
+        name: "api".into(),
+    };
     let shard = layout.eval_shard(&group);
     let w = |s: &str| Some(WorkerId::new(s).unwrap());
-    let (old_epoch, r) = client.propose(vec![Command::Assign { shards: vec![(shard, w("w1"))] }]).await.unwrap();
+    let (old_epoch, r) = client
+        .propose(vec![Command::Assign {
+            shards: vec![(shard, w("w1"))],
+        }])
+        .await
+        .unwrap();
     assert!(r[0].is_ok());
-    let (new_epoch, _) = client.propose(vec![Command::Assign { shards: vec![(shard, w("w2"))] }]).await.unwrap();
-    assert!(new_epoch > old_epoch, "the epoch is the log index of the assignment");
+    let (new_epoch, _) = client
+        .propose(vec![Command::Assign {
+            shards: vec![(shard, w("w2"))],
+        }])
+        .await
+        .unwrap();
+    assert!(
+        new_epoch > old_epoch,
+        "the epoch is the log index of the assignment"
+    );
 
     let cycle = |epoch: u64, eval_ms: i64| Command::Shard {
         shard,
         epoch: Epoch(epoch),
-        op: ShardOp::EvalCycle { group: group.clone(), eval_ms, updates: vec![] },
+        op: ShardOp::EvalCycle {
+            group: group.clone(),
+            eval_ms,
+            updates: vec![],
+        },
     };
     // The stale owner and the current owner propose in the same entry: one is refused, the
     // other applied.
-    let (index, r) = client.propose(vec![cycle(old_epoch, 10), cycle(new_epoch, 20)]).await.unwrap();
+    let (index, r) = client
+        .propose(vec![cycle(old_epoch, 10), cycle(new_epoch, 20)])
+        .await
+        .unwrap();
     assert_eq!(
         r[0],
-        Err(CommandError::StaleEpoch { shard, current: Epoch(new_epoch), got: Epoch(old_epoch) })
+        Err(CommandError::StaleEpoch {
+            shard,
+            current: Epoch(new_epoch),
+            got: Epoch(old_epoch)
+        })
     );
     assert!(r[1].is_ok());
 
     c.wait_applied(&ALL, index, LONG).await;
     let digests: Vec<u64> = ALL.iter().map(|id| c.digest(*id)).collect();
-    assert!(digests.windows(2).all(|w| w[0] == w[1]), "replicas diverged: {digests:?}");
+    assert!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "replicas diverged: {digests:?}"
+    );
     for id in ALL {
-        let QueryResult::Stats(s) = c.node(id).reader.query(&Query::Stats).1 else { panic!() };
-        assert_eq!(s.stale_epoch, 1, "node {id} refused the stale command exactly once");
+        let QueryResult::Stats(s) = c.node(id).reader.query(&Query::Stats).1 else {
+            panic!()
+        };
+        assert_eq!(
+            s.stale_epoch, 1,
+            "node {id} refused the stale command exactly once"
+        );
     }
 
     // A linearizable read through any seed reflects the write.
-    let (applied, QueryResult::Assignments(a)) = client.read(&Query::Assignments, true).await.unwrap() else {
+    let (applied, QueryResult::Assignments(a)) =
+        client.read(&Query::Assignments, true).await.unwrap()
+    else {
         panic!()
     };
     assert!(applied >= index);
-    assert_eq!(a.iter().find(|(s, _)| *s == shard).unwrap().1.epoch, Epoch(new_epoch));
+    assert_eq!(
+        a.iter().find(|(s, _)| *s == shard).unwrap().1.epoch,
+        Epoch(new_epoch)
+    );
 
     // Garbage on the wire is refused with InvalidArgument and the node keeps serving.
-    let mut raw = tocsin_proto::pb::store::store_client::StoreClient::connect(format!("http://{}", c.addr(1)))
-        .await
-        .unwrap();
+    let mut raw = tocsin_proto::pb::store::store_client::StoreClient::connect(format!(
+        "http://{}",
+        c.addr(1)
+    ))
+    .await
+    .unwrap();
     let status = raw
-        .propose(tocsin_proto::pb::store::ProposeRequest { commands: vec![1, 0xff, 0xfe, 0x07] })
+        .propose(tocsin_proto::pb::store::ProposeRequest {
+            commands: vec![1, 0xff, 0xfe, 0x07],
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("commands"), "{status:?}");
-    let mut raft = tocsin_proto::pb::raft::raft_client::RaftClient::connect(format!("http://{}", c.addr(2)))
+    let mut raft =
+        tocsin_proto::pb::raft::raft_client::RaftClient::connect(format!("http://{}", c.addr(2)))
+            .await
+            .unwrap();
+    let status = raft
+        .vote(tocsin_proto::pb::raft::RaftRequest {
+            data: vec![9, 9, 9],
+        })
         .await
-        .unwrap();
-    let status = raft.vote(tocsin_proto::pb::raft::RaftRequest { data: vec![9, 9, 9] }).await.unwrap_err();
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    client.propose(vec![register("w3", "z3")]).await.expect("still serving after garbage");
+    client
+        .propose(vec![register("w3", "z3")])
+        .await
+        .expect("still serving after garbage");
     c.shutdown().await;
 }
 
@@ -118,7 +182,10 @@ async fn leader_failover_loses_no_committed_write() {
     let leader = c.wait_leader(&ALL, LONG).await;
     let client = c.client();
     for i in 0..50 {
-        client.propose(vec![register(&format!("before-{i}"), "z1")]).await.unwrap();
+        client
+            .propose(vec![register(&format!("before-{i}"), "z1")])
+            .await
+            .unwrap();
     }
     c.kill(leader).await;
     let rest: Vec<u64> = ALL.into_iter().filter(|id| *id != leader).collect();
@@ -130,7 +197,11 @@ async fn leader_failover_loses_no_committed_write() {
     assert_ne!(new_leader, leader);
     let mut last = 0;
     for i in 0..50 {
-        last = client.propose(vec![register(&format!("after-{i}"), "z2")]).await.unwrap().0;
+        last = client
+            .propose(vec![register(&format!("after-{i}"), "z2")])
+            .await
+            .unwrap()
+            .0;
     }
     c.restart(leader).await;
     c.wait_applied(&ALL, last, LONG).await;
@@ -145,19 +216,39 @@ async fn leader_failover_loses_no_committed_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_leader_cannot_commit_and_catches_up_by_snapshot() {
-    let timing = RaftTiming { snapshot_every_entries: 50, ..RaftTiming::test() };
+    let timing = RaftTiming {
+        snapshot_every_entries: 50,
+        ..RaftTiming::test()
+    };
     let (_dir, c) = start(timing).await;
     let old = c.wait_leader(&ALL, LONG).await;
     let client = c.client();
     client.propose(vec![register("w0", "z1")]).await.unwrap();
     let rest: Vec<u64> = ALL.into_iter().filter(|id| *id != old).collect();
-    let old_last_log = c.node(old).raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let old_last_log = c
+        .node(old)
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
 
     c.faults.isolate(old, rest.clone());
     // The isolated (minority) leader cannot commit.
     let minority = c.client_of(old).with_deadline(Duration::from_secs(2));
-    let err = minority.propose(vec![register("minority-write", "z1")]).await.unwrap_err();
-    assert!(matches!(err, ServiceError::Timeout(_) | ServiceError::NotLeader { .. } | ServiceError::Unavailable(_)), "{err:?}");
+    let err = minority
+        .propose(vec![register("minority-write", "z1")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServiceError::Timeout(_)
+                | ServiceError::NotLeader { .. }
+                | ServiceError::Unavailable(_)
+        ),
+        "{err:?}"
+    );
 
     // The majority elects a leader and commits, far past what the old leader has.
     let new = c.wait_leader(&rest, LONG).await;
@@ -165,33 +256,62 @@ async fn partitioned_leader_cannot_commit_and_catches_up_by_snapshot() {
     let majority = c.client_of(new);
     let mut last = 0;
     for i in 0..200 {
-        last = majority.propose(vec![register(&format!("m-{i}"), "z2")]).await.unwrap().0;
+        last = majority
+            .propose(vec![register(&format!("m-{i}"), "z2")])
+            .await
+            .unwrap()
+            .0;
     }
-    wait_until(LONG, "the new leader purged the log the old leader would need", || {
-        c.node(new).raft.metrics().borrow().purged.is_some_and(|p| p.index > old_last_log + 1)
-    })
+    wait_until(
+        LONG,
+        "the new leader purged the log the old leader would need",
+        || {
+            c.node(new)
+                .raft
+                .metrics()
+                .borrow()
+                .purged
+                .is_some_and(|p| p.index > old_last_log + 1)
+        },
+    )
     .await;
 
     c.faults.heal();
     c.wait_applied(&ALL, last, LONG).await;
     let snap = c.node(old).raft.metrics().borrow().snapshot;
-    assert!(snap.is_some_and(|s| s.index > old_last_log), "old leader caught up by snapshot: {snap:?}");
+    assert!(
+        snap.is_some_and(|s| s.index > old_last_log),
+        "old leader caught up by snapshot: {snap:?}"
+    );
     let ws = workers(&c, old).await;
     assert_eq!(ws.len(), 201);
-    assert!(!ws.iter().any(|w| w == "minority-write"), "the minority's write was never committed");
-    wait_until(LONG, "digests converge", || c.digest(1) == c.digest(2) && c.digest(2) == c.digest(3)).await;
+    assert!(
+        !ws.iter().any(|w| w == "minority-write"),
+        "the minority's write was never committed"
+    );
+    wait_until(LONG, "digests converge", || {
+        c.digest(1) == c.digest(2) && c.digest(2) == c.digest(3)
+    })
+    .await;
     c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_every_node_at_once_keeps_committed_state() {
-    let timing = RaftTiming { snapshot_every_entries: 30, ..RaftTiming::test() };
+    let timing = RaftTiming {
+        snapshot_every_entries: 30,
+        ..RaftTiming::test()
+    };
     let (_dir, mut c) = start(timing).await;
     c.wait_leader(&ALL, LONG).await;
     let client = c.client();
     let mut last = 0;
     for i in 0..80 {
-        last = client.propose(vec![register(&format!("w-{i}"), "z1")]).await.unwrap().0;
+        last = client
+            .propose(vec![register(&format!("w-{i}"), "z1")])
+            .await
+            .unwrap()
+            .0;
     }
     c.wait_applied(&ALL, last, LONG).await;
     let before = c.digest(1);
@@ -208,7 +328,10 @@ async fn restarting_every_node_at_once_keeps_committed_state() {
         assert_eq!(c.digest(id), before, "node {id} state after restart");
     }
     // And it still takes writes.
-    c.client().propose(vec![register("after-restart", "z3")]).await.unwrap();
+    c.client()
+        .propose(vec![register("after-restart", "z3")])
+        .await
+        .unwrap();
     c.shutdown().await;
 }
 
@@ -216,7 +339,13 @@ async fn restarting_every_node_at_once_keeps_committed_state() {
 async fn a_data_dir_of_another_cluster_is_refused() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let c = TestCluster::start(dir.path().to_path_buf(), 1, RaftTiming::test(), BatchConfig::default()).await;
+    let c = TestCluster::start(
+        dir.path().to_path_buf(),
+        1,
+        RaftTiming::test(),
+        BatchConfig::default(),
+    )
+    .await;
     c.wait_leader(&[1], LONG).await;
     c.shutdown().await;
     // Same data dir, different node id.
@@ -225,7 +354,15 @@ async fn a_data_dir_of_another_cluster_is_refused() {
     let config = tocsin_state::node::StoreConfig {
         id: 7,
         data_dir: dir.path().join("n1"),
-        peers: [(7, tocsin_state::model::NodeInfo { zone: "z1".into(), grpc: addr, http: String::new() })].into(),
+        peers: [(
+            7,
+            tocsin_state::model::NodeInfo {
+                zone: "z1".into(),
+                grpc: addr,
+                http: String::new(),
+            },
+        )]
+        .into(),
         cluster_name: "test".into(),
         timing: RaftTiming::test(),
         batch: BatchConfig::default(),

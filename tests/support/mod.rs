@@ -15,7 +15,11 @@ pub fn bin() -> PathBuf {
 
 /// A loopback port that was free a moment ago (the OS picks it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind :0")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Polls `cond` every 50 ms until it returns `Some`, or panics naming `what` after `timeout`.
@@ -29,14 +33,21 @@ where
         if let Some(v) = cond().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to a process.
 pub fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("run kill");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
     assert!(status.success(), "kill -{sig} {pid} failed");
 }
 
@@ -53,7 +64,11 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts (or restarts) the process with its recorded arguments; stderr goes to its log.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(bin())
             .args(&self.args)
             .env("TOCSIN_LOG", "info,openraft=warn")
@@ -81,7 +96,10 @@ impl NodeProc {
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         signal(c.id().expect("pid"), "TERM");
-        tokio::time::timeout(Duration::from_secs(15), c.wait()).await.expect("exits within 15 s").expect("wait")
+        tokio::time::timeout(Duration::from_secs(15), c.wait())
+            .await
+            .expect("exits within 15 s")
+            .expect("wait")
     }
 
     /// The process's log so far (for failure messages).
@@ -93,8 +111,14 @@ impl NodeProc {
 /// Builds the processes of a 3-node cluster (zones a, b, c) under `dir`, not yet started.
 pub fn three_nodes(dir: &Path) -> Vec<NodeProc> {
     let zones = ["a", "b", "c"];
-    let addrs: Vec<(String, String)> =
-        (0..3).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
+    let addrs: Vec<(String, String)> = (0..3)
+        .map(|_| {
+            (
+                format!("127.0.0.1:{}", free_port()),
+                format!("127.0.0.1:{}", free_port()),
+            )
+        })
+        .collect();
     let peers: Vec<String> = addrs
         .iter()
         .enumerate()
@@ -115,7 +139,14 @@ pub fn three_nodes(dir: &Path) -> Vec<NodeProc> {
                 "--profile=test".to_string(),
             ];
             args.extend(peers.iter().cloned());
-            NodeProc { id, grpc: g.clone(), http: h.clone(), args, log: dir.join(format!("n{id}.log")), child: None }
+            NodeProc {
+                id,
+                grpc: g.clone(),
+                http: h.clone(),
+                args,
+                log: dir.join(format!("n{id}.log")),
+                child: None,
+            }
         })
         .collect()
 }

@@ -16,7 +16,10 @@ fn worker(id: &str, zone: &str) -> WorkerInfo {
 }
 
 fn group(name: &str) -> GroupKey {
-    GroupKey { namespace: "ns".into(), name: name.into() }
+    GroupKey {
+        namespace: "ns".into(),
+        name: name.into(),
+    }
 }
 
 fn alert(g: &GroupKey, fp: u64, state: AlertState) -> AlertInstance {
@@ -36,16 +39,38 @@ fn alert(g: &GroupKey, fp: u64, state: AlertState) -> AlertInstance {
 
 fn setup() -> (Machine, ShardId, GroupKey) {
     let mut m = Machine::default();
-    m.apply(1, &Command::RegisterWorker(worker("w1", "a"))).unwrap();
-    m.apply(2, &Command::RegisterWorker(worker("w2", "b"))).unwrap();
+    m.apply(1, &Command::RegisterWorker(worker("w1", "a")))
+        .unwrap();
+    m.apply(2, &Command::RegisterWorker(worker("w2", "b")))
+        .unwrap();
     let g = group("api");
     let shard = m.layout.eval_shard(&g);
-    m.apply(3, &Command::Assign { shards: vec![(shard, Some(WorkerId::new("w1").unwrap()))] }).unwrap();
+    m.apply(
+        3,
+        &Command::Assign {
+            shards: vec![(shard, Some(WorkerId::new("w1").unwrap()))],
+        },
+    )
+    .unwrap();
     (m, shard, g)
 }
 
-fn cycle(shard: ShardId, epoch: u64, g: &GroupKey, eval_ms: i64, updates: Vec<AlertUpdate>) -> Command {
-    Command::Shard { shard, epoch: Epoch(epoch), op: ShardOp::EvalCycle { group: g.clone(), eval_ms, updates } }
+fn cycle(
+    shard: ShardId,
+    epoch: u64,
+    g: &GroupKey,
+    eval_ms: i64,
+    updates: Vec<AlertUpdate>,
+) -> Command {
+    Command::Shard {
+        shard,
+        epoch: Epoch(epoch),
+        op: ShardOp::EvalCycle {
+            group: g.clone(),
+            eval_ms,
+            updates,
+        },
+    }
 }
 
 #[test]
@@ -57,44 +82,113 @@ fn epoch_is_the_log_index_of_the_assignment() {
 #[test]
 fn stale_epoch_is_refused_and_changes_nothing() {
     let (mut m, shard, g) = setup();
-    m.apply(4, &cycle(shard, 3, &g, 10, vec![AlertUpdate::Upsert(alert(&g, 1, AlertState::Pending))])).unwrap();
+    m.apply(
+        4,
+        &cycle(
+            shard,
+            3,
+            &g,
+            10,
+            vec![AlertUpdate::Upsert(alert(&g, 1, AlertState::Pending))],
+        ),
+    )
+    .unwrap();
     // Ownership moves to w2 at index 5: w1's epoch 3 is now stale.
-    m.apply(5, &Command::Assign { shards: vec![(shard, Some(WorkerId::new("w2").unwrap()))] }).unwrap();
+    m.apply(
+        5,
+        &Command::Assign {
+            shards: vec![(shard, Some(WorkerId::new("w2").unwrap()))],
+        },
+    )
+    .unwrap();
     let before = m.digest();
     let stats_before = m.stats.clone();
-    let err = m.apply(6, &cycle(shard, 3, &g, 20, vec![AlertUpdate::Upsert(alert(&g, 1, AlertState::Firing))])).unwrap_err();
-    assert_eq!(err, CommandError::StaleEpoch { shard, current: Epoch(5), got: Epoch(3) });
+    let err = m
+        .apply(
+            6,
+            &cycle(
+                shard,
+                3,
+                &g,
+                20,
+                vec![AlertUpdate::Upsert(alert(&g, 1, AlertState::Firing))],
+            ),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CommandError::StaleEpoch {
+            shard,
+            current: Epoch(5),
+            got: Epoch(3)
+        }
+    );
     assert_eq!(m.stats.stale_epoch, stats_before.stale_epoch + 1);
     m.stats = stats_before;
     assert_eq!(m.digest(), before, "a stale command must not change state");
     // The new owner's epoch works, and a future epoch is refused too.
     m.apply(7, &cycle(shard, 5, &g, 20, vec![])).unwrap();
-    assert!(matches!(m.apply(8, &cycle(shard, 9, &g, 30, vec![])), Err(CommandError::StaleEpoch { .. })));
+    assert!(matches!(
+        m.apply(8, &cycle(shard, 9, &g, 30, vec![])),
+        Err(CommandError::StaleEpoch { .. })
+    ));
 }
 
 #[test]
 fn unowned_shards_and_removed_workers_are_fenced() {
     let (mut m, shard, g) = setup();
-    m.apply(4, &Command::RemoveWorker { id: WorkerId::new("w1").unwrap() }).unwrap();
-    assert_eq!(m.assignment(shard).unwrap(), &Assignment { owner: None, epoch: Epoch(4) });
-    assert!(matches!(m.apply(5, &cycle(shard, 3, &g, 10, vec![])), Err(CommandError::StaleEpoch { .. })));
-    assert!(matches!(m.apply(6, &cycle(shard, 4, &g, 10, vec![])), Err(CommandError::StaleEpoch { .. })));
+    m.apply(
+        4,
+        &Command::RemoveWorker {
+            id: WorkerId::new("w1").unwrap(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        m.assignment(shard).unwrap(),
+        &Assignment {
+            owner: None,
+            epoch: Epoch(4)
+        }
+    );
+    assert!(matches!(
+        m.apply(5, &cycle(shard, 3, &g, 10, vec![])),
+        Err(CommandError::StaleEpoch { .. })
+    ));
+    assert!(matches!(
+        m.apply(6, &cycle(shard, 4, &g, 10, vec![])),
+        Err(CommandError::StaleEpoch { .. })
+    ));
 }
 
 #[test]
 fn watermark_only_moves_forward() {
     let (mut m, shard, g) = setup();
     m.apply(4, &cycle(shard, 3, &g, 10, vec![])).unwrap();
-    assert!(matches!(m.apply(5, &cycle(shard, 3, &g, 10, vec![])), Err(CommandError::Conflict(_))));
-    assert!(matches!(m.apply(6, &cycle(shard, 3, &g, 5, vec![])), Err(CommandError::Conflict(_))));
+    assert!(matches!(
+        m.apply(5, &cycle(shard, 3, &g, 10, vec![])),
+        Err(CommandError::Conflict(_))
+    ));
+    assert!(matches!(
+        m.apply(6, &cycle(shard, 3, &g, 5, vec![])),
+        Err(CommandError::Conflict(_))
+    ));
 }
 
 #[test]
 fn a_group_must_belong_to_the_shard() {
     let (mut m, shard, _) = setup();
-    let other = (0..1000).map(|i| group(&format!("g{i}"))).find(|g| m.layout.eval_shard(g) != shard).unwrap();
-    let err = m.apply(4, &cycle(shard, 3, &other, 10, vec![])).unwrap_err();
-    assert!(matches!(err, CommandError::Invalid { ref field, .. } if field == "group"), "{err:?}");
+    let other = (0..1000)
+        .map(|i| group(&format!("g{i}")))
+        .find(|g| m.layout.eval_shard(g) != shard)
+        .unwrap();
+    let err = m
+        .apply(4, &cycle(shard, 3, &other, 10, vec![]))
+        .unwrap_err();
+    assert!(
+        matches!(err, CommandError::Invalid { ref field, .. } if field == "group"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -103,7 +197,9 @@ fn invalid_assign_changes_nothing() {
     let before = m.digest();
     let ghost = WorkerId::new("ghost").unwrap();
     let w1 = WorkerId::new("w1").unwrap();
-    let bad = Command::Assign { shards: vec![(ShardId::eval(0), Some(w1)), (shard, Some(ghost))] };
+    let bad = Command::Assign {
+        shards: vec![(ShardId::eval(0), Some(w1)), (shard, Some(ghost))],
+    };
     let err = m.apply(4, &bad).unwrap_err();
     assert!(err.to_string().contains("ghost"), "{err}");
     m.stats.refused -= 1;
@@ -113,26 +209,78 @@ fn invalid_assign_changes_nothing() {
 #[test]
 fn outbox_orders_and_replaces_pending() {
     let mut m = Machine::default();
-    m.apply(1, &Command::RegisterWorker(worker("w1", "a"))).unwrap();
-    let key = NotificationKey { receiver: "pd".into(), group_key: "{}:{alertname=\"X\"}".into() };
+    m.apply(1, &Command::RegisterWorker(worker("w1", "a")))
+        .unwrap();
+    let key = NotificationKey {
+        receiver: "pd".into(),
+        group_key: "{}:{alertname=\"X\"}".into(),
+    };
     let shard = m.layout.notify_shard(&key);
     let w1 = WorkerId::new("w1").unwrap();
-    m.apply(2, &Command::Assign { shards: vec![(shard, Some(w1.clone()))] }).unwrap();
-    let op = |op| Command::Shard { shard, epoch: Epoch(2), op: ShardOp::Outbox { key: key.clone(), op } };
-    let n = |resolved| Notification { resolved, alerts: vec![Fingerprint(1)], payload: vec![], due_ms: 5 };
+    m.apply(
+        2,
+        &Command::Assign {
+            shards: vec![(shard, Some(w1.clone()))],
+        },
+    )
+    .unwrap();
+    let op = |op| Command::Shard {
+        shard,
+        epoch: Epoch(2),
+        op: ShardOp::Outbox {
+            key: key.clone(),
+            op,
+        },
+    };
+    let n = |resolved| Notification {
+        resolved,
+        alerts: vec![Fingerprint(1)],
+        payload: vec![],
+        due_ms: 5,
+    };
     m.apply(3, &op(OutboxOp::Enqueue(n(false)))).unwrap();
     // A newer notification replaces the unclaimed one.
     m.apply(4, &op(OutboxOp::Enqueue(n(true)))).unwrap();
-    let QueryResult::Outbox(slots) = m.query(&Query::Outbox { shard: Some(shard) }) else { panic!() };
+    let QueryResult::Outbox(slots) = m.query(&Query::Outbox { shard: Some(shard) }) else {
+        panic!()
+    };
     assert_eq!(slots[0].1.len(), 1);
     assert!(slots[0].1[0].notification.resolved);
     let seq = slots[0].1[0].seq;
-    m.apply(5, &op(OutboxOp::Claim { seq, worker: w1.clone(), at_ms: 6 })).unwrap();
+    m.apply(
+        5,
+        &op(OutboxOp::Claim {
+            seq,
+            worker: w1.clone(),
+            at_ms: 6,
+        }),
+    )
+    .unwrap();
     // A newer one waits behind the claimed head.
     m.apply(6, &op(OutboxOp::Enqueue(n(false)))).unwrap();
-    assert!(matches!(m.apply(7, &op(OutboxOp::Delivered { seq: seq + 1, provider_id: None, at_ms: 7 })), Err(CommandError::Conflict(_))));
-    m.apply(8, &op(OutboxOp::Delivered { seq, provider_id: Some("inc-1".into()), at_ms: 7 })).unwrap();
-    let QueryResult::Outbox(slots) = m.query(&Query::Outbox { shard: None }) else { panic!() };
+    assert!(matches!(
+        m.apply(
+            7,
+            &op(OutboxOp::Delivered {
+                seq: seq + 1,
+                provider_id: None,
+                at_ms: 7
+            })
+        ),
+        Err(CommandError::Conflict(_))
+    ));
+    m.apply(
+        8,
+        &op(OutboxOp::Delivered {
+            seq,
+            provider_id: Some("inc-1".into()),
+            at_ms: 7,
+        }),
+    )
+    .unwrap();
+    let QueryResult::Outbox(slots) = m.query(&Query::Outbox { shard: None }) else {
+        panic!()
+    };
     let entries = &slots[0].1;
     assert_eq!(entries[0].seq, seq + 1);
     assert_eq!(entries[0].state, DeliveryState::Pending);
@@ -143,30 +291,76 @@ fn outbox_orders_and_replaces_pending() {
 #[test]
 fn rules_version_is_an_optimistic_lock() {
     let mut m = Machine::default();
-    let g = crate::model::RuleGroupRecord { name: "g".into(), interval_ms: 1000, source: "name: g".into() };
-    m.apply(5, &Command::PutRules { namespace: "ns".into(), groups: vec![g.clone()], expected_version: Some(0) }).unwrap();
-    let QueryResult::Rules(r) = m.query(&Query::Rules) else { panic!() };
+    let g = crate::model::RuleGroupRecord {
+        name: "g".into(),
+        interval_ms: 1000,
+        source: "name: g".into(),
+    };
+    m.apply(
+        5,
+        &Command::PutRules {
+            namespace: "ns".into(),
+            groups: vec![g.clone()],
+            expected_version: Some(0),
+        },
+    )
+    .unwrap();
+    let QueryResult::Rules(r) = m.query(&Query::Rules) else {
+        panic!()
+    };
     assert_eq!(r.version, 5);
-    let err = m.apply(6, &Command::PutRules { namespace: "ns".into(), groups: vec![], expected_version: Some(0) });
+    let err = m.apply(
+        6,
+        &Command::PutRules {
+            namespace: "ns".into(),
+            groups: vec![],
+            expected_version: Some(0),
+        },
+    );
     assert!(matches!(err, Err(CommandError::Conflict(_))));
-    let dup = Command::PutRules { namespace: "ns".into(), groups: vec![g.clone(), g], expected_version: None };
-    assert!(m.apply(7, &dup).unwrap_err().to_string().contains("duplicate group"));
+    let dup = Command::PutRules {
+        namespace: "ns".into(),
+        groups: vec![g.clone(), g],
+        expected_version: None,
+    };
+    assert!(
+        m.apply(7, &dup)
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate group")
+    );
 }
 
 // --- property test: the fencing invariant under arbitrary interleavings ---
 
 #[derive(Debug, Clone)]
 enum Step {
-    Assign { shard: u16, worker: Option<u8> },
-    Cycle { shard: u16, epoch_back: u8, group: u8 },
-    Remove { worker: u8 },
-    Register { worker: u8 },
+    Assign {
+        shard: u16,
+        worker: Option<u8>,
+    },
+    Cycle {
+        shard: u16,
+        epoch_back: u8,
+        group: u8,
+    },
+    Remove {
+        worker: u8,
+    },
+    Register {
+        worker: u8,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (0u16..4, proptest::option::of(0u8..3)).prop_map(|(shard, worker)| Step::Assign { shard, worker }),
-        (0u16..4, 0u8..3, 0u8..20).prop_map(|(shard, epoch_back, group)| Step::Cycle { shard, epoch_back, group }),
+        (0u16..4, proptest::option::of(0u8..3))
+            .prop_map(|(shard, worker)| Step::Assign { shard, worker }),
+        (0u16..4, 0u8..3, 0u8..20).prop_map(|(shard, epoch_back, group)| Step::Cycle {
+            shard,
+            epoch_back,
+            group
+        }),
         (0u8..3).prop_map(|worker| Step::Remove { worker }),
         (0u8..3).prop_map(|worker| Step::Register { worker }),
     ]

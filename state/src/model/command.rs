@@ -22,16 +22,29 @@ pub enum Command {
     /// Remove a worker; its shards become unowned at this entry's epoch (fencing it at once).
     RemoveWorker { id: WorkerId },
     /// Balancer decision: every listed shard gets the owner and `epoch = this entry's index`.
-    Assign { shards: Vec<(ShardId, Option<WorkerId>)> },
+    Assign {
+        shards: Vec<(ShardId, Option<WorkerId>)>,
+    },
     /// Record the balancer's view of a zone.
     SetZone { zone: ZoneId, record: ZoneRecord },
     /// Replace one namespace's rule groups (empty `groups` deletes the namespace).
     /// `expected_version`, when set, must equal the current rule-set version (optimistic lock).
-    PutRules { namespace: String, groups: Vec<RuleGroupRecord>, expected_version: Option<u64> },
+    PutRules {
+        namespace: String,
+        groups: Vec<RuleGroupRecord>,
+        expected_version: Option<u64>,
+    },
     /// Replace the whole rule set.
-    ReplaceRules { namespaces: BTreeMap<String, RuleNamespace>, expected_version: Option<u64> },
+    ReplaceRules {
+        namespaces: BTreeMap<String, RuleNamespace>,
+        expected_version: Option<u64>,
+    },
     /// A shard-scoped command: applied only if `epoch` is the shard's current epoch.
-    Shard { shard: ShardId, epoch: Epoch, op: ShardOp },
+    Shard {
+        shard: ShardId,
+        epoch: Epoch,
+        op: ShardOp,
+    },
     /// Create or replace a silence.
     PutSilence(Silence),
     /// End a silence at `at_ms` (no-op if it already ended).
@@ -46,7 +59,11 @@ pub enum ShardOp {
     /// One evaluation of one rule group: the alert transitions it produced and the group's new
     /// watermark. `eval_ms` must be later than the stored watermark (so a retried proposal is
     /// rejected rather than applied twice).
-    EvalCycle { group: GroupKey, eval_ms: i64, updates: Vec<AlertUpdate> },
+    EvalCycle {
+        group: GroupKey,
+        eval_ms: i64,
+        updates: Vec<AlertUpdate>,
+    },
     /// An outbox step for one notification stream.
     Outbox { key: NotificationKey, op: OutboxOp },
 }
@@ -66,13 +83,29 @@ pub enum OutboxOp {
     /// Queue a notification; replaces a queued one that is not yet claimed.
     Enqueue(Notification),
     /// Claim the head entry `seq` for sending.
-    Claim { seq: u64, worker: WorkerId, at_ms: i64 },
+    Claim {
+        seq: u64,
+        worker: WorkerId,
+        at_ms: i64,
+    },
     /// The head entry `seq` was delivered.
-    Delivered { seq: u64, provider_id: Option<String>, at_ms: i64 },
+    Delivered {
+        seq: u64,
+        provider_id: Option<String>,
+        at_ms: i64,
+    },
     /// A retryable failure: back to pending, not before `next_attempt_ms`.
-    Retry { seq: u64, next_attempt_ms: i64, reason: String },
+    Retry {
+        seq: u64,
+        next_attempt_ms: i64,
+        reason: String,
+    },
     /// A permanent failure: dead-lettered.
-    Dead { seq: u64, reason: String, at_ms: i64 },
+    Dead {
+        seq: u64,
+        reason: String,
+        at_ms: i64,
+    },
 }
 
 /// Success of one command.
@@ -88,7 +121,11 @@ pub enum CommandError {
     /// The fencing invariant: the proposer's epoch is not the shard's current epoch. A worker
     /// receiving this must stop acting for the shard at once.
     #[error("stale epoch for shard {shard}: command has {got}, current is {current}")]
-    StaleEpoch { shard: ShardId, current: Epoch, got: Epoch },
+    StaleEpoch {
+        shard: ShardId,
+        current: Epoch,
+        got: Epoch,
+    },
     /// The command is malformed.
     #[error("invalid {field}: {reason}")]
     Invalid { field: String, reason: String },
@@ -100,7 +137,10 @@ pub enum CommandError {
 
 impl CommandError {
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), reason: reason.into() }
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 

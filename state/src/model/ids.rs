@@ -72,12 +72,18 @@ pub struct ShardId {
 impl ShardId {
     /// An eval shard.
     pub fn eval(index: u16) -> Self {
-        Self { kind: ShardKind::Eval, index }
+        Self {
+            kind: ShardKind::Eval,
+            index,
+        }
     }
 
     /// A notify shard.
     pub fn notify(index: u16) -> Self {
-        Self { kind: ShardKind::Notify, index }
+        Self {
+            kind: ShardKind::Notify,
+            index,
+        }
     }
 }
 
@@ -93,7 +99,9 @@ impl fmt::Display for ShardId {
 
 /// The ownership epoch of a shard: the Raft log index of the entry that made the current
 /// assignment. It only grows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct Epoch(pub u64);
 

@@ -6,13 +6,13 @@ mod ids;
 mod records;
 
 pub use command::{
-    AlertUpdate, ApplyStats, Change, Command, CommandError, CommandOk, CommandResult, OutboxOp, Query,
-    QueryResult, ShardOp,
+    AlertUpdate, ApplyStats, Change, Command, CommandError, CommandOk, CommandResult, OutboxOp,
+    Query, QueryResult, ShardOp,
 };
 pub use ids::{Epoch, Fingerprint, NodeId, ShardId, ShardKind, WorkerId, ZoneId, stable_hash};
 pub use records::{
-    Ack, AlertInstance, AlertState, Assignment, ClusterInfo, DeliveryState, GroupKey, GroupWatermark,
-    MemberInfo, NodeInfo, Notification, NotificationKey, OutboxEntry, RuleGroupRecord,
-    RuleNamespace, RuleSet, ShardLayout, Silence, SilenceMatcher, WorkerInfo, ZoneRecord,
-    ZoneState,
+    Ack, AlertInstance, AlertState, Assignment, ClusterInfo, DeliveryState, GroupKey,
+    GroupWatermark, MemberInfo, NodeInfo, Notification, NotificationKey, OutboxEntry,
+    RuleGroupRecord, RuleNamespace, RuleSet, ShardLayout, Silence, SilenceMatcher, WorkerInfo,
+    ZoneRecord, ZoneState,
 };

@@ -66,7 +66,10 @@ pub struct ShardLayout {
 
 impl Default for ShardLayout {
     fn default() -> Self {
-        Self { eval_shards: 256, notify_shards: 64 }
+        Self {
+            eval_shards: 256,
+            notify_shards: 64,
+        }
     }
 }
 
@@ -242,9 +245,16 @@ pub enum DeliveryState {
     /// Waiting to be claimed.
     Pending,
     /// Claimed by the notify shard's owner at `epoch`; a send may be in flight.
-    Claimed { worker: WorkerId, epoch: Epoch, at_ms: i64 },
+    Claimed {
+        worker: WorkerId,
+        epoch: Epoch,
+        at_ms: i64,
+    },
     /// Delivered; `provider_id` is what the provider returned, if anything.
-    Delivered { provider_id: Option<String>, at_ms: i64 },
+    Delivered {
+        provider_id: Option<String>,
+        at_ms: i64,
+    },
     /// Given up (permanent error or retries exhausted).
     Dead { reason: String, at_ms: i64 },
 }

@@ -20,8 +20,8 @@ use std::sync::mpsc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::oneshot;
 use tocsin_proto::codec;
+use tokio::sync::oneshot;
 
 use super::{Entry, LogId, StorageError, TypeConfig, io_err};
 use crate::model::NodeId;
@@ -80,7 +80,9 @@ impl LogStore {
         let db = loop {
             match Database::create(&path) {
                 Ok(db) => break db,
-                Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(e) => return Err(format!("open {}: {e}", path.display())),
@@ -120,7 +122,8 @@ impl LogStore {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|_| "log I/O thread has stopped".to_string())?;
-        rx.await.map_err(|_| "log I/O thread dropped the request".to_string())?
+        rx.await
+            .map_err(|_| "log I/O thread dropped the request".to_string())?
     }
 
     async fn read<T: Send + 'static>(
@@ -128,7 +131,9 @@ impl LogStore {
         f: impl FnOnce(&Database) -> Result<T, String> + Send + 'static,
     ) -> Result<T, String> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     async fn read_meta<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -140,7 +145,9 @@ impl LogStore {
             let table = txn.open_table(META).map_err(|e| e.to_string())?;
             match table.get(key).map_err(|e| e.to_string())? {
                 None => Ok(None),
-                Some(v) => codec::decode(key, v.value()).map(Some).map_err(|e| e.to_string()),
+                Some(v) => codec::decode(key, v.value())
+                    .map(Some)
+                    .map_err(|e| e.to_string()),
             }
         })
         .await
@@ -158,7 +165,8 @@ impl LogStore {
             let mut out = Vec::new();
             for item in range {
                 let (k, v) = item.map_err(|e| e.to_string())?;
-                let entry: Entry = codec::decode("log entry", v.value()).map_err(|e| e.to_string())?;
+                let entry: Entry =
+                    codec::decode("log entry", v.value()).map_err(|e| e.to_string())?;
                 debug_assert_eq!(entry.log_id.index, k.value());
                 out.push(entry);
             }
@@ -246,7 +254,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
             .await
             .map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last.or(last_purged),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -260,7 +271,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        self.read_meta(VOTE).await.map_err(|e| StorageIOError::read_vote(io_err(e)).into())
+        self.read_meta(VOTE)
+            .await
+            .map_err(|e| StorageIOError::read_vote(io_err(e)).into())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -270,18 +283,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let v: Option<Option<LogId>> =
-            self.read_meta(COMMITTED).await.map_err(|e| StorageIOError::read(io_err(e)))?;
+        let v: Option<Option<LogId>> = self
+            .read_meta(COMMITTED)
+            .await
+            .map_err(|e| StorageIOError::read(io_err(e)))?;
         Ok(v.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let encoded: Vec<(u64, Vec<u8>)> =
-            entries.into_iter().map(|e| (e.log_id.index, codec::encode(&e))).collect();
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.log_id.index, codec::encode(&e)))
+            .collect();
         let result = self.write(WriteOp::Append(encoded)).await;
         match result {
             Ok(()) => {

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use openraft::RPCTypes;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -17,7 +18,6 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::RPCTypes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tocsin_proto::codec::{self, MAX_ENCODED_BYTES};
@@ -60,7 +60,11 @@ impl NetworkFaults {
 
     /// Whether `from` can reach `to`.
     pub fn allows(&self, from: NodeId, to: NodeId) -> bool {
-        !self.cut.read().expect("faults lock poisoned").contains(&(from, to))
+        !self
+            .cut
+            .read()
+            .expect("faults lock poisoned")
+            .contains(&(from, to))
     }
 }
 
@@ -84,13 +88,21 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
         let client = Endpoint::from_shared(format!("http://{}", node.grpc))
             .map(|e| {
-                let channel = e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy();
+                let channel = e
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
                 RaftClient::new(channel)
                     .max_decoding_message_size(MAX_ENCODED_BYTES)
                     .max_encoding_message_size(MAX_ENCODED_BYTES)
             })
             .map_err(|e| format!("bad address {:?} for node {target}: {e}", node.grpc));
-        PeerClient { self_id: self.self_id, target, client, faults: self.faults.clone() }
+        PeerClient {
+            self_id: self.self_id,
+            target,
+            client,
+            faults: self.faults.clone(),
+        }
     }
 }
 
@@ -110,18 +122,29 @@ struct TransportError(String);
 type RpcResult<T, E> = Result<T, RPCError<NodeId, NodeInfo, E>>;
 
 impl PeerClient {
-    async fn call<Req, Resp, E>(&mut self, action: RPCTypes, req: &Req, ttl: Duration) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E>(
+        &mut self,
+        action: RPCTypes,
+        req: &Req,
+        ttl: Duration,
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let unreachable = |msg: String| RPCError::Unreachable(Unreachable::new(&TransportError(msg)));
+        let unreachable =
+            |msg: String| RPCError::Unreachable(Unreachable::new(&TransportError(msg)));
         if !self.faults.allows(self.self_id, self.target) {
-            return Err(unreachable(format!("link {} -> {} is cut", self.self_id, self.target)));
+            return Err(unreachable(format!(
+                "link {} -> {} is cut",
+                self.self_id, self.target
+            )));
         }
         let client = self.client.as_mut().map_err(|e| unreachable(e.clone()))?;
-        let mut request = tonic::Request::new(RaftRequest { data: codec::encode(req) });
+        let mut request = tonic::Request::new(RaftRequest {
+            data: codec::encode(req),
+        });
         request.set_timeout(ttl);
         let fut = async {
             match action {
@@ -130,13 +153,22 @@ impl PeerClient {
                 RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
             }
         };
-        let timeout = || RPCError::Timeout(Timeout { action, id: self.self_id, target: self.target, timeout: ttl });
+        let timeout = || {
+            RPCError::Timeout(Timeout {
+                action,
+                id: self.self_id,
+                target: self.target,
+                timeout: ttl,
+            })
+        };
         let reply = match tokio::time::timeout(ttl, fut).await {
             Err(_) => return Err(timeout()),
             Ok(Err(status)) => {
                 return Err(match status.code() {
                     tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => timeout(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown => unreachable(status.message().to_string()),
+                    tonic::Code::Unavailable | tonic::Code::Unknown => {
+                        unreachable(status.message().to_string())
+                    }
                     _ => RPCError::Network(NetworkError::new(&TransportError(format!(
                         "{:?}: {}",
                         status.code(),
@@ -162,7 +194,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
-        self.call(RPCTypes::AppendEntries, &rpc, option.hard_ttl()).await
+        self.call(RPCTypes::AppendEntries, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn vote(
@@ -178,7 +211,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        self.call(RPCTypes::InstallSnapshot, &rpc, option.hard_ttl()).await
+        self.call(RPCTypes::InstallSnapshot, &rpc, option.hard_ttl())
+            .await
     }
 
     fn backoff(&self) -> openraft::network::Backoff {

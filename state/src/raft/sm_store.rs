@@ -58,7 +58,11 @@ pub struct SmReader {
 impl SmReader {
     /// Answers `query` from the local state; returns the applied index it reflects.
     pub fn query(&self, query: &Query) -> (u64, QueryResult) {
-        let state = self.shared.state.read().expect("state machine lock poisoned");
+        let state = self
+            .shared
+            .state
+            .read()
+            .expect("state machine lock poisoned");
         let index = state.last_applied.map_or(0, |l| l.index);
         (index, state.machine.query(query))
     }
@@ -70,7 +74,12 @@ impl SmReader {
 
     /// Last applied log index.
     pub fn applied_index(&self) -> u64 {
-        self.shared.state.read().expect("state machine lock poisoned").last_applied.map_or(0, |l| l.index)
+        self.shared
+            .state
+            .read()
+            .expect("state machine lock poisoned")
+            .last_applied
+            .map_or(0, |l| l.index)
     }
 }
 
@@ -81,10 +90,12 @@ impl SmStore {
         let hub = WatchHub::new();
         let path = dir.join(SNAPSHOT_FILE);
         if path.exists() {
-            let bytes = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-            let stored: StoredSnapshot =
-                codec::decode("snapshot file", &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            state.machine = codec::decode("snapshot data", &stored.data).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+            let stored: StoredSnapshot = codec::decode("snapshot file", &bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            state.machine = codec::decode("snapshot data", &stored.data)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             state.last_applied = stored.meta.last_log_id;
             state.membership = stored.meta.last_membership.clone();
             hub.reset(state.last_applied.map_or(0, |l| l.index));
@@ -101,13 +112,17 @@ impl SmStore {
 
     /// A reader sharing this state machine.
     pub fn reader(&self) -> SmReader {
-        SmReader { shared: self.shared.clone() }
+        SmReader {
+            shared: self.shared.clone(),
+        }
     }
 
     fn read_stored(&self) -> Result<Option<StoredSnapshot>, String> {
         let path = self.shared.dir.join(SNAPSHOT_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => codec::decode("snapshot file", &bytes).map(Some).map_err(|e| e.to_string()),
+            Ok(bytes) => codec::decode("snapshot file", &bytes)
+                .map(Some)
+                .map_err(|e| e.to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("read {}: {e}", path.display())),
         }
@@ -127,9 +142,12 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
     use std::io::Write;
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
-    f.write_all(bytes).map_err(|e| format!("write {}: {e}", tmp.display()))?;
-    f.sync_all().map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    f.sync_all()
+        .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, &dst).map_err(|e| format!("rename to {}: {e}", dst.display()))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -139,7 +157,11 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
 impl RaftSnapshotBuilder<TypeConfig> for SmStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (data, meta) = {
-            let state = self.shared.state.read().expect("state machine lock poisoned");
+            let state = self
+                .shared
+                .state
+                .read()
+                .expect("state machine lock poisoned");
             let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let index = state.last_applied.map_or(0, |l| l.index);
             let meta = SnapshotMeta {
@@ -149,11 +171,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
             };
             (codec::encode(&state.machine), meta)
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         self.persist(&stored)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)))?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
     }
 }
 
@@ -161,7 +189,11 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let state = self.shared.state.read().expect("state machine lock poisoned");
+        let state = self
+            .shared
+            .state
+            .read()
+            .expect("state machine lock poisoned");
         Ok((state.last_applied, state.membership.clone()))
     }
 
@@ -171,7 +203,11 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         I::IntoIter: Send,
     {
         let mut out = Vec::new();
-        let mut state = self.shared.state.write().expect("state machine lock poisoned");
+        let mut state = self
+            .shared
+            .state
+            .write()
+            .expect("state machine lock poisoned");
         for entry in entries {
             let index = entry.log_id.index;
             state.last_applied = Some(entry.log_id);
@@ -216,20 +252,34 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let data = snapshot.into_inner();
         let machine: Machine = codec::decode("snapshot data", &data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), io_err(e)))?;
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         self.persist(&stored)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)))?;
-        let mut state = self.shared.state.write().expect("state machine lock poisoned");
+        let mut state = self
+            .shared
+            .state
+            .write()
+            .expect("state machine lock poisoned");
         state.machine = machine;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
-        self.shared.hub.reset(meta.last_log_id.map_or(0, |l| l.index));
+        self.shared
+            .hub
+            .reset(meta.last_log_id.map_or(0, |l| l.index));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let stored = self.read_stored().map_err(|e| StorageIOError::read_snapshot(None, io_err(e)))?;
-        Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        let stored = self
+            .read_stored()
+            .map_err(|e| StorageIOError::read_snapshot(None, io_err(e)))?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }

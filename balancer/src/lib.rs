@@ -1,0 +1,1 @@
+//! Tocsin balancer (work in progress).

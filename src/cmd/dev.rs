@@ -1,0 +1,250 @@
+//! `tocsin dev`: a whole cluster on this machine in one command, for a first look and demos.
+//!
+//! Starts one `tocsin node` child process per zone (zones `a`, `b`, `c`, ...), each with its
+//! own data dir under `--dir`, writes `DIR/cluster.json` (every process's pid, role, zone and
+//! addresses; chaos tooling reads it), prints a live status line, and on Ctrl-C stops the
+//! children cleanly (SIGTERM, then SIGKILL after a grace period). A second start with the same
+//! `--dir` reuses the data and the addresses recorded in `cluster.json`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::http::status::Status;
+
+/// Time children get to exit after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often the live status refreshes.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// Flags of `tocsin dev`.
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Directory for data dirs, logs and cluster.json (reused by a second start).
+    #[arg(long, default_value = ".tocsin-dev")]
+    dir: PathBuf,
+    /// Number of zones, one node each (3 or 5).
+    #[arg(long, default_value_t = 3)]
+    zones: usize,
+}
+
+/// One process of the dev cluster, as recorded in `cluster.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    /// `node`, `worker` or `emulator`.
+    pub role: String,
+    /// Node id (nodes) or worker id.
+    pub id: String,
+    /// Zone.
+    pub zone: String,
+    /// OS process id (0 when not running).
+    pub pid: u32,
+    /// gRPC address.
+    pub grpc: String,
+    /// HTTP address.
+    pub http: String,
+    /// Emulator kind (`pagerduty`, ...), null otherwise.
+    pub kind: Option<String>,
+}
+
+/// `DIR/cluster.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterFile {
+    /// Every process.
+    pub processes: Vec<ProcessEntry>,
+}
+
+/// Runs the dev cluster until Ctrl-C.
+pub async fn run(args: DevArgs) -> i32 {
+    match dev(args).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("tocsin dev: {e:#}");
+            1
+        }
+    }
+}
+
+fn free_or(preferred: u16) -> Result<u16> {
+    if std::net::TcpListener::bind(("127.0.0.1", preferred)).is_ok() {
+        return Ok(preferred);
+    }
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn plan(dir: &Path, zones: usize) -> Result<ClusterFile> {
+    let path = dir.join("cluster.json");
+    if path.exists() {
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let file: ClusterFile =
+            serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        let nodes = file.processes.iter().filter(|p| p.role == "node").count();
+        if nodes != zones {
+            bail!(
+                "{} holds a {nodes}-zone cluster; pass --zones {nodes} or use another --dir",
+                dir.display()
+            );
+        }
+        return Ok(file);
+    }
+    let names = ["a", "b", "c", "d", "e"];
+    let mut processes = Vec::new();
+    for (i, zone) in names.iter().take(zones).enumerate() {
+        let grpc = free_or(7101 + i as u16)?;
+        let http = free_or(9101 + i as u16)?;
+        processes.push(ProcessEntry {
+            role: "node".into(),
+            id: (i + 1).to_string(),
+            zone: (*zone).into(),
+            pid: 0,
+            grpc: format!("127.0.0.1:{grpc}"),
+            http: format!("127.0.0.1:{http}"),
+            kind: None,
+        });
+    }
+    Ok(ClusterFile { processes })
+}
+
+fn spawn_node(exe: &Path, dir: &Path, p: &ProcessEntry, all: &[ProcessEntry]) -> Result<Child> {
+    let log_path = dir.join("logs").join(format!("node-{}.log", p.id));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("node")
+        .arg(format!("--id={}", p.id))
+        .arg(format!("--zone={}", p.zone))
+        .arg(format!(
+            "--data-dir={}",
+            dir.join(format!("node-{}", p.id)).display()
+        ))
+        .arg(format!("--listen={}", p.grpc))
+        .arg(format!("--http={}", p.http))
+        .arg("--profile=test")
+        .arg("--cluster-name=tocsin-dev");
+    for q in all.iter().filter(|q| q.role == "node") {
+        cmd.arg(format!(
+            "--peer={}={}@{},http={}",
+            q.id, q.zone, q.grpc, q.http
+        ));
+    }
+    cmd.stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
+    cmd.spawn().with_context(|| format!("start node {}", p.id))
+}
+
+async fn dev(args: DevArgs) -> Result<()> {
+    if !matches!(args.zones, 3 | 5) {
+        bail!(
+            "--zones must be 3 or 5 (one Raft voter per zone, odd so a zone loss keeps a quorum)"
+        );
+    }
+    std::fs::create_dir_all(args.dir.join("logs"))
+        .with_context(|| format!("create {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let exe = std::env::current_exe().context("locate the tocsin binary")?;
+    let mut file = plan(&dir, args.zones)?;
+    let snapshot = file.processes.clone();
+    let mut children = Vec::new();
+    for p in &mut file.processes {
+        let child = spawn_node(&exe, &dir, p, &snapshot)?;
+        p.pid = child.id().unwrap_or(0);
+        children.push((p.clone(), child));
+    }
+    let json = serde_json::to_string_pretty(&file)?;
+    std::fs::write(dir.join("cluster.json"), json)?;
+
+    println!(
+        "tocsin dev: {} zones, data in {}",
+        args.zones,
+        dir.display()
+    );
+    for (p, _) in &children {
+        println!(
+            "  node {} zone {}  grpc {}  http http://{}  log {}",
+            p.id,
+            p.zone,
+            p.grpc,
+            p.http,
+            dir.join("logs")
+                .join(format!("node-{}.log", p.id))
+                .display()
+        );
+    }
+    println!("  cluster file: {}", dir.join("cluster.json").display());
+    println!(
+        "  try: tocsin status --server http://{}    (Ctrl-C stops everything)",
+        children[0].0.http
+    );
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()?;
+    let mut last_line = String::new();
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {
+                let mut line = String::new();
+                for (p, child) in &mut children {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        line.push_str(&format!("node {} EXITED ({status}); ", p.id));
+                    }
+                }
+                let s: Option<Status> = match http.get(format!("http://{}/api/v1/status", children[0].0.http)).send().await {
+                    Ok(r) => r.json().await.ok(),
+                    Err(_) => None,
+                };
+                line.push_str(&match s {
+                    Some(s) => format!(
+                        "leader: {}  term {}  commit {}  workers {}  zones {}",
+                        s.leader.map_or("none".into(), |l| format!("node {l}")),
+                        s.term,
+                        s.commit_index,
+                        s.workers.len(),
+                        if s.zones.is_empty() { "-".to_string() } else { s.zones.iter().map(|z| format!("{}={}", z.zone, z.state)).collect::<Vec<_>>().join(",") },
+                    ),
+                    None => "status: node 1 not answering".into(),
+                });
+                if line != last_line {
+                    println!("[status] {line}");
+                    last_line = line;
+                }
+            }
+        }
+    }
+    println!("\nstopping...");
+    for (_, child) in &children {
+        if let Some(pid) = child
+            .id()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+    for (p, mut child) in children {
+        match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!(
+                    "node {} did not stop within {STOP_GRACE:?}; killing it",
+                    p.id
+                );
+                let _ = child.kill().await;
+            }
+        }
+    }
+    println!(
+        "stopped; data kept in {} (a second `tocsin dev` reuses it)",
+        dir.display()
+    );
+    Ok(())
+}
