@@ -43,7 +43,7 @@ enum Command {
     Node(cmd::node::NodeArgs),
     /// Run a whole cluster on this machine (one node per zone) for a first look.
     Dev(cmd::dev::DevArgs),
-    /// Work with Prometheus rule files (`check`).
+    /// Work with Prometheus rule files (`check`, `apply`, `list`).
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
     /// Show a node's view of the cluster.
@@ -77,7 +77,7 @@ fn main() {
         match cli.command {
             Command::Node(args) => cmd::node::run(args).await,
             Command::Dev(args) => cmd::dev::run(args).await,
-            Command::Rules(c) => cmd::rules::run(c),
+            Command::Rules(c) => cmd::rules::run(c).await,
             Command::Status(args) => cmd::status::run(args).await,
             Command::Bench(b) => cmd::bench::run(b).await,
         }

@@ -45,3 +45,99 @@ fn check_reports_success_and_errors_with_positions() {
     );
     assert!(text.contains("5x"), "names the bad duration: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_and_list_through_any_node_and_bad_files_change_nothing() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = support::three_nodes(dir.path());
+    for n in &mut nodes {
+        n.start();
+    }
+    let http = reqwest::Client::new();
+    let ready = |h: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(format!("http://{h}/readyz")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    };
+    for n in &nodes {
+        support::wait_for(Duration::from_secs(30), "node ready", || {
+            ready(n.http.clone())
+        })
+        .await;
+    }
+    let rules = dir.path().join("api.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: api\n  interval: 15s\n  rules:\n  - alert: HighErrorRate\n    expr: rate(http_errors_total[5m]) > 0.1\n    for: 1m\n  - record: job:errors:rate5m\n    expr: sum by (job) (rate(http_errors_total[5m]))\n",
+    )
+    .unwrap();
+    let tocsin = |args: &[&str]| {
+        let out = std::process::Command::new(support::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // Apply through node 2, list through node 3.
+    let s2 = format!("http://{}", nodes[1].http);
+    let s3 = format!("http://{}", nodes[2].http);
+    let (code, out) = tocsin(&["rules", "apply", rules.to_str().unwrap(), "--server", &s2]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("namespace \"api\": 1 groups, 2 rules"),
+        "{out}"
+    );
+    let (code, listed) = tocsin(&["rules", "list", "--server", &s3]);
+    assert_eq!(code, Some(0), "{listed}");
+    assert!(
+        listed.contains("group api (every 15s") && listed.contains("HighErrorRate"),
+        "{listed}"
+    );
+
+    // A bad file is refused with positions and changes nothing.
+    let bad = dir.path().join("api-bad.yml");
+    std::fs::write(
+        &bad,
+        "groups:\n- name: api\n  rules:\n  - alert: Broken\n    expr: rate(x[5m]\n",
+    )
+    .unwrap();
+    let (code, out) = tocsin(&[
+        "rules",
+        "apply",
+        bad.to_str().unwrap(),
+        "--namespace",
+        "api",
+        "--server",
+        &s3,
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("nothing was changed") && out.contains("Broken"),
+        "{out}"
+    );
+    let (_, after) = tocsin(&["rules", "list", "--server", &s2]);
+    assert_eq!(after, listed, "the running rule set is untouched");
+
+    // Optimistic locking: a stale expected_version is a 409 that changes nothing.
+    let r = http
+        .put(format!("{s2}/api/v1/rules/api?expected_version=1"))
+        .body(std::fs::read(&rules).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CONFLICT);
+    let r = http
+        .put(format!("{s2}/api/v1/rules/bad%20name"))
+        .body("groups: []")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+}

@@ -13,6 +13,7 @@ use crate::config::RawNodeConfig;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::{EXIT_FATAL, EXIT_USAGE};
+use tocsin_state::client::StoreClient;
 use tocsin_state::node::{StoreConfig, StoreNode};
 
 /// How long shutdown waits for in-flight work before giving up.
@@ -132,9 +133,27 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     };
     metrics.register_store(node.clone());
+    // This node first, then the other members: writes find the leader from here.
+    let mut seeds = vec![settings.listen.to_string()];
+    seeds.extend(
+        settings
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != settings.id)
+            .map(|(_, p)| p.grpc.clone()),
+    );
+    let client = match StoreClient::new(seeds) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tocsin: {e}");
+            cancel.cancel();
+            return 1;
+        }
+    };
     let app = router(AppState {
         node: node.clone(),
         metrics,
+        client,
     });
     let http_cancel = cancel.clone();
     tracker.spawn(async move {

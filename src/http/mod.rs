@@ -1,14 +1,17 @@
 //! The node's HTTP API: health, readiness, metrics and status (DESIGN.md §9).
 
+pub mod rules;
 pub mod status;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
+use tocsin_state::client::StoreClient;
 use tocsin_state::node::StoreNode;
 
 use crate::metrics::Metrics;
@@ -20,6 +23,9 @@ pub struct AppState {
     pub node: StoreNode,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Store client (seeded with this node first) for writes and linearizable reads; it
+    /// forwards to the leader.
+    pub client: StoreClient,
 }
 
 /// The router.
@@ -29,6 +35,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status::get_status))
+        .route("/api/v1/rules", get(rules::get_rules).put(rules::put_all))
+        .route(
+            "/api/v1/rules/{namespace}",
+            put(rules::put_namespace).delete(rules::delete_namespace),
+        )
+        .layer(DefaultBodyLimit::max(rules::MAX_BODY_BYTES))
         .fallback(not_found)
         .with_state(state)
 }
