@@ -176,7 +176,7 @@ pub async fn put_namespace(
     body: Bytes,
 ) -> Response {
     if let Err(r) = valid_namespace(&namespace) {
-        return r;
+        return *r;
     }
     let Ok(text) = std::str::from_utf8(&body) else {
         return api_error(
@@ -228,7 +228,7 @@ pub async fn delete_namespace(
     UrlQuery(v): UrlQuery<VersionParam>,
 ) -> Response {
     if let Err(r) = valid_namespace(&namespace) {
-        return r;
+        return *r;
     }
     match commit(
         &s,
@@ -280,7 +280,7 @@ pub async fn put_all(
     let mut rules = 0;
     for (ns, text) in &parsed.namespaces {
         if let Err(r) = valid_namespace(ns) {
-            return r;
+            return *r;
         }
         match to_records(ns, text) {
             Ok((file, groups)) => {
