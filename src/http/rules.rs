@@ -57,7 +57,8 @@ fn rule_error_json(e: &RuleError) -> J {
     })
 }
 
-fn valid_namespace(ns: &str) -> Result<(), Response> {
+/// Checks a namespace name; the error is the answer to send.
+fn valid_namespace(ns: &str) -> Result<(), Box<Response>> {
     let ok = !ns.is_empty()
         && ns.len() <= 128
         && ns
@@ -66,11 +67,11 @@ fn valid_namespace(ns: &str) -> Result<(), Response> {
     if ok {
         Ok(())
     } else {
-        Err(api_error(
+        Err(Box::new(api_error(
             StatusCode::BAD_REQUEST,
             format!("invalid namespace {ns:?}: use 1-128 characters of [A-Za-z0-9._-]"),
             vec![],
-        ))
+        )))
     }
 }
 
