@@ -1,7 +1,11 @@
 //! Compiles the `.proto` files with `protox` (pure Rust, no `protoc` binary needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/tocsin/v1/raft.proto", "proto/tocsin/v1/store.proto"];
+    let protos = [
+        "proto/tocsin/v1/raft.proto",
+        "proto/tocsin/v1/store.proto",
+        "proto/tocsin/v1/worker.proto",
+    ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
     }

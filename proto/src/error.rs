@@ -14,6 +14,7 @@ const LEADER_GRPC: &str = "tocsin-leader-grpc";
 const LEADER_HTTP: &str = "tocsin-leader-http";
 const FIELD: &str = "tocsin-field";
 const EARLIEST: &str = "tocsin-earliest";
+const REQUESTED: &str = "tocsin-requested";
 
 /// Where the current leader can be reached.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -86,8 +87,12 @@ impl ServiceError {
                 insert(&mut meta, FIELD, field);
                 (Code::InvalidArgument, "invalid-argument")
             }
-            Self::Compacted { earliest, .. } => {
+            Self::Compacted {
+                requested,
+                earliest,
+            } => {
                 insert(&mut meta, EARLIEST, &earliest.to_string());
+                insert(&mut meta, REQUESTED, &requested.to_string());
                 (Code::OutOfRange, "compacted")
             }
             Self::Unavailable(_) => (Code::Unavailable, "unavailable"),
@@ -118,20 +123,23 @@ impl ServiceError {
                 };
                 Self::NotLeader { leader }
             }
-            Some("invalid-argument") => Self::InvalidArgument {
-                field: get(meta, FIELD).unwrap_or_default(),
-                reason: text,
-            },
+            Some("invalid-argument") => {
+                let field = get(meta, FIELD).unwrap_or_default();
+                let reason = strip(&text, &format!("invalid {field}: "));
+                Self::InvalidArgument { field, reason }
+            }
             Some("compacted") => Self::Compacted {
-                requested: 0,
+                requested: get(meta, REQUESTED)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
                 earliest: get(meta, EARLIEST)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
             },
-            Some("unavailable") => Self::Unavailable(text),
-            Some("timeout") => Self::Timeout(text),
-            Some("fatal") => Self::Fatal(text),
-            Some("internal") => Self::Internal(text),
+            Some("unavailable") => Self::Unavailable(strip(&text, "unavailable: ")),
+            Some("timeout") => Self::Timeout(strip(&text, "deadline exceeded: ")),
+            Some("fatal") => Self::Fatal(strip(&text, "fatal: ")),
+            Some("internal") => Self::Internal(strip(&text, "internal: ")),
             _ => match status.code() {
                 Code::DeadlineExceeded | Code::Cancelled => Self::Timeout(text),
                 Code::InvalidArgument => Self::InvalidArgument {
@@ -160,6 +168,11 @@ impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         e.into_status()
     }
+}
+
+/// The message without the `Display` prefix `into_status` put in front of it.
+fn strip(text: &str, prefix: &str) -> String {
+    text.strip_prefix(prefix).unwrap_or(text).to_string()
 }
 
 fn insert(meta: &mut MetadataMap, key: &'static str, value: &str) {
@@ -205,14 +218,11 @@ mod tests {
         assert!(
             matches!(e, ServiceError::InvalidArgument { ref field, .. } if field == "commands[3].epoch")
         );
-        let e = ServiceError::from_status(
-            &ServiceError::Compacted {
-                requested: 1,
-                earliest: 50,
-            }
-            .into_status(),
-        );
-        assert!(matches!(e, ServiceError::Compacted { earliest: 50, .. }));
+        let c = ServiceError::Compacted {
+            requested: 1,
+            earliest: 50,
+        };
+        assert_eq!(ServiceError::from_status(&c.clone().into_status()), c);
     }
 
     #[test]

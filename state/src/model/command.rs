@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{Epoch, Fingerprint, ShardId, WorkerId, ZoneId};
 use super::records::{
     Ack, AlertInstance, Assignment, GroupKey, GroupWatermark, Notification, NotificationKey,
     OutboxEntry, RuleGroupRecord, RuleNamespace, RuleSet, ShardLayout, Silence, WorkerInfo,
     ZoneRecord,
 };
+use tocsin_proto::ids::{Epoch, Fingerprint, ShardId, WorkerId, ZoneId};
 
 /// A state-machine command. Many commands travel in one Raft entry (see `raft::Batch`); each
 /// gets its own [`CommandResult`], so one stale or invalid command never fails its neighbours.

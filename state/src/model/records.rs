@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{Epoch, Fingerprint, NodeId, ShardId, ShardKind, WorkerId, ZoneId, stable_hash};
+use tocsin_proto::ids::{
+    Epoch, Fingerprint, NodeId, ShardId, ShardKind, WorkerId, ZoneId, stable_hash,
+};
 
 /// A Raft member's address book entry; part of openraft's replicated membership, so every
 /// node knows every member's zone (placement checks refuse two voters in one zone).
