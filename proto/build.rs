@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tocsin/v1/raft.proto",
         "proto/tocsin/v1/store.proto",
         "proto/tocsin/v1/worker.proto",
+        "proto/prometheus/remote.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
+use tocsin_balancer::BalancerConfig;
 use tocsin_state::batcher::BatchConfig;
 use tocsin_state::model::{NodeId, NodeInfo, ZoneId};
 use tocsin_state::raft::timing::RaftTiming;
@@ -71,6 +72,7 @@ pub struct NodeSettings {
     pub cluster_name: String,
     pub timing: RaftTiming,
     pub batch: BatchConfig,
+    pub balancer: BalancerConfig,
 }
 
 impl RawNodeConfig {
@@ -151,9 +153,9 @@ impl RawNodeConfig {
         if me.http.is_empty() {
             me.http = http.to_string();
         }
-        let mut timing = match self.profile.as_deref().unwrap_or("production") {
-            "production" => RaftTiming::production(),
-            "test" => RaftTiming::test(),
+        let (mut timing, balancer) = match self.profile.as_deref().unwrap_or("production") {
+            "production" => (RaftTiming::production(), BalancerConfig::production()),
+            "test" => (RaftTiming::test(), BalancerConfig::test()),
             other => bail!("invalid profile {other:?}: use \"production\" or \"test\""),
         };
         if let Some(r) = self.raft {
@@ -214,6 +216,7 @@ impl RawNodeConfig {
             cluster_name: self.cluster_name.unwrap_or_else(|| "tocsin".into()),
             timing,
             batch,
+            balancer,
         })
     }
 }

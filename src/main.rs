@@ -1,11 +1,15 @@
 //! `tocsin`: the node, worker, dev cluster, operator CLI and benchmarks in one binary.
 //!
 //! Layout:
+//! - [`balance`]: the balancer's async adapter: worker sessions and the leader loop.
+//! - [`clock`]: the one wall-clock read.
 //! - [`config`]: node configuration (TOML file + flags → validated settings).
-//! - [`cmd`]: one module per subcommand (`node`, `dev`, `rules`, `status`, `bench`).
+//! - [`cmd`]: one module per subcommand (`node`, `worker`, `dev`, `rules`, `alerts`, `status`, `bench`).
 //! - [`http`]: the node's HTTP API (health, readiness, metrics, status).
 //! - [`metrics`]: the Prometheus registry and scrape-time collectors.
 
+mod balance;
+mod clock;
 mod cmd;
 mod config;
 mod http;
@@ -41,11 +45,15 @@ struct Cli {
 enum Command {
     /// Run a node: one Raft replica of the state store plus its HTTP API.
     Node(cmd::node::NodeArgs),
+    /// Run a stateless worker that evaluates and notifies for the shards it is assigned.
+    Worker(cmd::worker::WorkerArgs),
     /// Run a whole cluster on this machine (one node per zone) for a first look.
     Dev(cmd::dev::DevArgs),
     /// Work with Prometheus rule files (`check`, `apply`, `list`).
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
+    /// List the cluster's alert instances (pending, firing, resolved).
+    Alerts(cmd::alerts::AlertsArgs),
     /// Show a node's view of the cluster.
     Status(cmd::status::StatusArgs),
     /// Benchmarks (they print `name: value unit` lines).
@@ -59,9 +67,12 @@ fn main() {
         eprintln!("tocsin: invalid --log filter {:?}: {e}", cli.log);
         exit(EXIT_USAGE)
     });
+    // Colour only on a terminal: logs redirected to files stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,7 +88,9 @@ fn main() {
         match cli.command {
             Command::Node(args) => cmd::node::run(args).await,
             Command::Dev(args) => cmd::dev::run(args).await,
+            Command::Worker(args) => cmd::worker::run(args).await,
             Command::Rules(c) => cmd::rules::run(c).await,
+            Command::Alerts(args) => cmd::alerts::run(args).await,
             Command::Status(args) => cmd::status::run(args).await,
             Command::Bench(b) => cmd::bench::run(b).await,
         }

@@ -14,6 +14,8 @@ use prometheus_client::registry::Registry;
 use tocsin_state::node::StoreNode;
 use tocsin_state::raft::log_store::FsyncObserver;
 
+use crate::balance::BalancerHandle;
+
 /// The node's metrics registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -52,6 +54,14 @@ impl Metrics {
             .lock()
             .expect("registry lock")
             .register_collector(Box::new(StoreCollector { node }));
+    }
+
+    /// Adds the balancer's scrape-time collector.
+    pub fn register_balancer(&self, balancer: BalancerHandle) {
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .register_collector(Box::new(BalancerCollector { balancer }));
     }
 
     /// Renders the exposition text.
@@ -142,6 +152,89 @@ impl Collector for StoreCollector {
             "Raft entries written by this node's batcher (commands/entries = mean batch size)",
             stats.entries.load(Ordering::Relaxed),
         )?;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct BalancerCollector {
+    balancer: BalancerHandle,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ZoneLabels {
+    zone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ZoneStateLabels {
+    zone: String,
+    state: String,
+}
+
+impl Collector for BalancerCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::MetricType;
+        let view = self.balancer.view();
+        gauge(
+            &mut e,
+            "balancer_active",
+            "1 if this node's balancer is acting (leader, settled)",
+            i64::from(view.active),
+        )?;
+        gauge(
+            &mut e,
+            "balancer_frozen",
+            "1 while placement is frozen (two or more zones look bad)",
+            i64::from(view.frozen.is_some()),
+        )?;
+        counter(
+            &mut e,
+            "balancer_shard_moves",
+            "Shards moved by this node's balancer",
+            view.shard_moves,
+        )?;
+        gauge(
+            &mut e,
+            "balancer_meta_alerts",
+            "Conditions a human should look at, now",
+            view.meta_alerts.len() as i64,
+        )?;
+        let mut score = e.encode_descriptor(
+            "zone_score",
+            "Smoothed zone health score in [0, 1]",
+            None,
+            MetricType::Gauge,
+        )?;
+        for z in &view.zones {
+            ConstGauge::new(z.score).encode(score.encode_family(&ZoneLabels {
+                zone: z.zone.to_string(),
+            })?)?;
+        }
+        let mut weight = e.encode_descriptor(
+            "zone_weight",
+            "Zone placement weight in [0, 1]",
+            None,
+            MetricType::Gauge,
+        )?;
+        for z in &view.zones {
+            ConstGauge::new(z.weight).encode(weight.encode_family(&ZoneLabels {
+                zone: z.zone.to_string(),
+            })?)?;
+        }
+        let mut state = e.encode_descriptor(
+            "zone_state",
+            "1 for the zone's current state",
+            None,
+            MetricType::Gauge,
+        )?;
+        for z in &view.zones {
+            let s = format!("{:?}", z.state).to_lowercase();
+            ConstGauge::new(1i64).encode(state.encode_family(&ZoneStateLabels {
+                zone: z.zone.to_string(),
+                state: s,
+            })?)?;
+        }
         Ok(())
     }
 }

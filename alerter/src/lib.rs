@@ -5,8 +5,22 @@
 //!   store; it serves the embedded datasource and `tocsin rules test`.
 //! - [`template`]: Prometheus's Go `text/template` dialect for annotations, labels and
 //!   notification text, with bounded rendering.
+//! - [`worker`]: the stateless worker's balancer session (heartbeats, assignments,
+//!   self-fencing) and steal sampling.
 //! - [`rules`]: the Prometheus rule-file format, its validation (`tocsin rules check`).
+//! - [`eval`]: one rule group at one timestamp, Prometheus's semantics as a pure function
+//!   over [`promql`], [`template`] and [`rules`]; its state is what workers persist.
+//! - [`unittest`]: `promtool test rules` files run on [`eval`] (`tocsin rules test`).
+//! - [`bench_eval`]: the evaluation benchmark behind `tocsin bench eval` (ours vs a real
+//!   Prometheus on the same data).
+//! - [`datasource`]: the `Datasource` trait, the Prometheus-compatible HTTP client and the
+//!   embedded store that answer rule queries.
 
+pub mod bench_eval;
+pub mod datasource;
+pub mod eval;
 pub mod promql;
 pub mod rules;
 pub mod template;
+pub mod unittest;
+pub mod worker;

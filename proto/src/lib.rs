@@ -33,4 +33,9 @@ pub mod pb {
     pub mod worker {
         tonic::include_proto!("tocsin.worker.v1");
     }
+    /// Prometheus remote-write 1.0 messages (`WriteRequest` and its parts), received by the
+    /// embedded metrics store.
+    pub mod prometheus {
+        tonic::include_proto!("prometheus");
+    }
 }

@@ -49,6 +49,8 @@ pub enum WorkerReport {
     Hello(Hello),
     /// Every heartbeat interval.
     Heartbeat(Heartbeat),
+    /// At once when a probe arrives.
+    ProbeAck { seq: u64 },
 }
 
 /// What the balancer sends.
@@ -92,8 +94,9 @@ impl TryFrom<pb::WorkerReport> for WorkerReport {
         match m.kind {
             None => Err(ServiceError::invalid(
                 "kind",
-                "a report must be a hello or a heartbeat",
+                "a report must be a hello, a heartbeat or a probe ack",
             )),
+            Some(pb::worker_report::Kind::ProbeAck(a)) => Ok(Self::ProbeAck { seq: a.seq }),
             Some(pb::worker_report::Kind::Hello(h)) => {
                 let worker = WorkerId::new(h.worker_id)
                     .map_err(|e| ServiceError::invalid("hello.worker_id", e))?;
@@ -146,6 +149,9 @@ impl From<WorkerReport> for pb::WorkerReport {
                 capacity: h.capacity,
                 addr: h.addr,
             }),
+            WorkerReport::ProbeAck { seq } => {
+                pb::worker_report::Kind::ProbeAck(pb::ProbeAck { seq })
+            }
             WorkerReport::Heartbeat(h) => pb::worker_report::Kind::Heartbeat(pb::Heartbeat {
                 seq: h.seq,
                 steal_fraction: h.steal_fraction,

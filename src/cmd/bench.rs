@@ -40,6 +40,12 @@ pub struct StoreBenchArgs {
     /// Where the nodes' data dirs go (default: a fresh temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Raft entries the batcher keeps in flight (node config `[batch] max_in_flight`).
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// Most commands per Raft entry (node config `[batch] max_commands`).
+    #[arg(long)]
+    max_commands: Option<usize>,
 }
 
 /// Runs a benchmark; exit code 0 on success.
@@ -86,6 +92,7 @@ fn cycle(shard: ShardId, epoch: Epoch, group: &GroupKey, eval_ms: i64, fp: u64) 
         active_at_ms: 0,
         fired_at_ms: None,
         resolved_at_ms: None,
+        keep_firing_since_ms: None,
         value: eval_ms as f64,
     };
     Command::Shard {

@@ -30,6 +30,9 @@ pub struct DevArgs {
     /// Number of zones, one node each (3 or 5).
     #[arg(long, default_value_t = 3)]
     zones: usize,
+    /// Workers started in each zone.
+    #[arg(long, default_value_t = 1)]
+    workers_per_zone: usize,
 }
 
 /// One process of the dev cluster, as recorded in `cluster.json`.
@@ -78,7 +81,7 @@ fn free_or(preferred: u16) -> Result<u16> {
         .port())
 }
 
-fn plan(dir: &Path, zones: usize) -> Result<ClusterFile> {
+fn plan(dir: &Path, zones: usize, workers_per_zone: usize) -> Result<ClusterFile> {
     let path = dir.join("cluster.json");
     if path.exists() {
         let text =
@@ -92,6 +95,9 @@ fn plan(dir: &Path, zones: usize) -> Result<ClusterFile> {
                 dir.display()
             );
         }
+        let mut file = file;
+        file.processes.retain(|p| p.role == "node");
+        add_workers(&mut file, workers_per_zone);
         return Ok(file);
     }
     let names = ["a", "b", "c", "d", "e"];
@@ -109,7 +115,53 @@ fn plan(dir: &Path, zones: usize) -> Result<ClusterFile> {
             kind: None,
         });
     }
-    Ok(ClusterFile { processes })
+    let mut file = ClusterFile { processes };
+    add_workers(&mut file, workers_per_zone);
+    Ok(file)
+}
+
+fn add_workers(file: &mut ClusterFile, per_zone: usize) {
+    let zones: Vec<String> = file
+        .processes
+        .iter()
+        .filter(|p| p.role == "node")
+        .map(|p| p.zone.clone())
+        .collect();
+    for zone in zones {
+        for k in 1..=per_zone {
+            file.processes.push(ProcessEntry {
+                role: "worker".into(),
+                id: format!("w-{zone}-{k}"),
+                zone: zone.clone(),
+                pid: 0,
+                grpc: String::new(),
+                http: String::new(),
+                kind: None,
+            });
+        }
+    }
+}
+
+fn spawn_worker(exe: &Path, dir: &Path, p: &ProcessEntry, all: &[ProcessEntry]) -> Result<Child> {
+    let log_path = dir.join("logs").join(format!("{}.log", p.id));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let join: Vec<&str> = all
+        .iter()
+        .filter(|q| q.role == "node")
+        .map(|q| q.grpc.as_str())
+        .collect();
+    let mut cmd = Command::new(exe);
+    cmd.arg("worker")
+        .arg(format!("--id={}", p.id))
+        .arg(format!("--zone={}", p.zone))
+        .arg(format!("--join={}", join.join(",")))
+        .arg("--profile=test");
+    cmd.stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
+    cmd.spawn()
+        .with_context(|| format!("start worker {}", p.id))
 }
 
 fn spawn_node(exe: &Path, dir: &Path, p: &ProcessEntry, all: &[ProcessEntry]) -> Result<Child> {
@@ -150,11 +202,15 @@ async fn dev(args: DevArgs) -> Result<()> {
         .with_context(|| format!("create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     let exe = std::env::current_exe().context("locate the tocsin binary")?;
-    let mut file = plan(&dir, args.zones)?;
+    let mut file = plan(&dir, args.zones, args.workers_per_zone)?;
     let snapshot = file.processes.clone();
     let mut children = Vec::new();
     for p in &mut file.processes {
-        let child = spawn_node(&exe, &dir, p, &snapshot)?;
+        let child = if p.role == "node" {
+            spawn_node(&exe, &dir, p, &snapshot)?
+        } else {
+            spawn_worker(&exe, &dir, p, &snapshot)?
+        };
         p.pid = child.id().unwrap_or(0);
         children.push((p.clone(), child));
     }
@@ -166,7 +222,15 @@ async fn dev(args: DevArgs) -> Result<()> {
         args.zones,
         dir.display()
     );
-    for (p, _) in &children {
+    for (p, _) in children.iter().filter(|(p, _)| p.role == "worker") {
+        println!(
+            "  worker {} zone {}  log {}",
+            p.id,
+            p.zone,
+            dir.join("logs").join(format!("{}.log", p.id)).display()
+        );
+    }
+    for (p, _) in children.iter().filter(|(p, _)| p.role == "node") {
         println!(
             "  node {} zone {}  grpc {}  http http://{}  log {}",
             p.id,
@@ -196,7 +260,7 @@ async fn dev(args: DevArgs) -> Result<()> {
                 let mut line = String::new();
                 for (p, child) in &mut children {
                     if let Ok(Some(status)) = child.try_wait() {
-                        line.push_str(&format!("node {} EXITED ({status}); ", p.id));
+                        line.push_str(&format!("{} {} EXITED ({status}); ", p.role, p.id));
                     }
                 }
                 let s: Option<Status> = match http.get(format!("http://{}/api/v1/status", children[0].0.http)).send().await {
@@ -205,11 +269,13 @@ async fn dev(args: DevArgs) -> Result<()> {
                 };
                 line.push_str(&match s {
                     Some(s) => format!(
-                        "leader: {}  term {}  commit {}  workers {}  zones {}",
+                        "leader: {}  term {}  commit {}  workers {}  shards assigned {}/{}  zones {}",
                         s.leader.map_or("none".into(), |l| format!("node {l}")),
                         s.term,
                         s.commit_index,
                         s.workers.len(),
+                        s.shards.assigned,
+                        u32::from(s.shards.eval) + u32::from(s.shards.notify),
                         if s.zones.is_empty() { "-".to_string() } else { s.zones.iter().map(|z| format!("{}={}", z.zone, z.state)).collect::<Vec<_>>().join(",") },
                     ),
                     None => "status: node 1 not answering".into(),

@@ -1,7 +1,9 @@
 //! Subcommands.
 
+pub mod alerts;
 pub mod bench;
 pub mod dev;
 pub mod node;
 pub mod rules;
 pub mod status;
+pub mod worker;

@@ -13,8 +13,15 @@ use crate::config::RawNodeConfig;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::{EXIT_FATAL, EXIT_USAGE};
+use std::sync::{Arc, OnceLock};
 use tocsin_state::client::StoreClient;
-use tocsin_state::node::{StoreConfig, StoreNode};
+
+use tocsin_proto::pb::worker::balancer_server::BalancerServer;
+use tocsin_state::node::{ExtraServices, StoreConfig, StoreNode};
+use tonic::service::Routes;
+
+use crate::balance::BalancerHandle;
+use crate::balance::session::SessionService;
 
 /// How long shutdown waits for in-flight work before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -115,13 +122,38 @@ pub async fn run(args: NodeArgs) -> i32 {
     let cancel = CancellationToken::new();
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let node = match StoreNode::start(
+    // The balancer's session service is served on the node's gRPC port; it needs the node
+    // handle, which exists only inside `start_with`, so the handle comes back through a cell.
+    let balancer_cell: Arc<OnceLock<Result<BalancerHandle, String>>> = Arc::default();
+    let extra: ExtraServices = {
+        let (cell, cfg, cancel, tracker) = (
+            balancer_cell.clone(),
+            settings.balancer.clone(),
+            cancel.clone(),
+            tracker.clone(),
+        );
+        Box::new(move |node: &StoreNode, routes: Routes| {
+            let handle = BalancerHandle::new(node.clone(), cfg);
+            let routes = match &handle {
+                Ok(h) => routes.add_service(BalancerServer::new(SessionService::new(
+                    h.clone(),
+                    cancel,
+                    tracker,
+                ))),
+                Err(_) => routes,
+            };
+            let _ = cell.set(handle);
+            routes
+        })
+    };
+    let node = match StoreNode::start_with(
         store_config,
         grpc,
         Default::default(),
         cancel.clone(),
         fatal.clone(),
         &tracker,
+        Some(extra),
     )
     .await
     {
@@ -132,7 +164,22 @@ pub async fn run(args: NodeArgs) -> i32 {
             return 1;
         }
     };
+    let balancer = match balancer_cell.get() {
+        Some(Ok(h)) => h.clone(),
+        Some(Err(e)) => {
+            eprintln!("tocsin: invalid balancer configuration: {e}");
+            cancel.cancel();
+            return EXIT_USAGE;
+        }
+        None => {
+            eprintln!("tocsin: internal error: the balancer was not set up");
+            cancel.cancel();
+            return 1;
+        }
+    };
+    tracker.spawn(balancer.clone().run(cancel.clone()));
     metrics.register_store(node.clone());
+    metrics.register_balancer(balancer.clone());
     // This node first, then the other members: writes find the leader from here.
     let mut seeds = vec![settings.listen.to_string()];
     seeds.extend(
@@ -154,6 +201,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         node: node.clone(),
         metrics,
         client,
+        balancer,
     });
     let http_cancel = cancel.clone();
     tracker.spawn(async move {
@@ -181,7 +229,7 @@ pub async fn run(args: NodeArgs) -> i32 {
     code
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

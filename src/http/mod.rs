@@ -1,5 +1,6 @@
 //! The node's HTTP API: health, readiness, metrics and status (DESIGN.md §9).
 
+pub mod alerts;
 pub mod rules;
 pub mod status;
 
@@ -14,6 +15,7 @@ use axum::routing::{get, put};
 use tocsin_state::client::StoreClient;
 use tocsin_state::node::StoreNode;
 
+use crate::balance::BalancerHandle;
 use crate::metrics::Metrics;
 
 /// Shared state of the HTTP handlers.
@@ -26,6 +28,8 @@ pub struct AppState {
     /// Store client (seeded with this node first) for writes and linearizable reads; it
     /// forwards to the leader.
     pub client: StoreClient,
+    /// The balancer (acts on the leader only).
+    pub balancer: BalancerHandle,
 }
 
 /// The router.
@@ -35,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status::get_status))
+        .route("/api/v1/alerts", get(alerts::get_alerts))
         .route("/api/v1/rules", get(rules::get_rules).put(rules::put_all))
         .route(
             "/api/v1/rules/{namespace}",

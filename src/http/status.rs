@@ -33,6 +33,18 @@ pub struct Status {
     pub workers: Vec<WorkerView>,
     /// Shard counts.
     pub shards: ShardsView,
+    /// Balancer: whether this node's balancer is acting, why placement is frozen, meta-alerts.
+    /// Only the leader's balancer acts; a follower reports `active: false`.
+    #[serde(default)]
+    pub balancer: BalancerStatus,
+}
+
+/// The acting balancer's conclusions.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct BalancerStatus {
+    pub active: bool,
+    pub frozen: Option<String>,
+    pub meta_alerts: Vec<String>,
 }
 
 /// `node` field.
@@ -54,13 +66,32 @@ pub struct MemberView {
     pub voter: bool,
 }
 
-/// One zone's committed health.
+/// One zone's health: the acting balancer's live view on the leader, the committed record
+/// elsewhere (then `signals` is absent).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ZoneView {
     pub zone: String,
     pub state: String,
     pub score: f64,
     pub weight: f64,
+    #[serde(default)]
+    pub signals: Option<SignalsView>,
+}
+
+/// The signals behind a zone's score.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignalsView {
+    pub alive_fraction: f64,
+    pub latency_penalty: f64,
+    pub steal_penalty: f64,
+    pub work_penalty: f64,
+    pub raw_score: f64,
+    pub workers: usize,
+    pub alive_workers: usize,
+    pub recent_drains: u32,
+    pub quarantine_left_ms: Option<i64>,
+    pub eval_shards: usize,
+    pub notify_shards: usize,
 }
 
 /// One worker.
@@ -92,6 +123,7 @@ fn zone_state(s: ZoneState) -> &'static str {
 /// cluster has no leader).
 pub fn build(s: &AppState) -> Status {
     let info = cluster_info(&s.node.raft, &s.node.reader);
+    let view = s.balancer.view();
     let q = |q: Query| s.node.reader.query(&q).1;
     let QueryResult::Workers(workers) = q(Query::Workers) else {
         unreachable!("query/result kinds match")
@@ -138,15 +170,41 @@ pub fn build(s: &AppState) -> Status {
                 voter: m.voter,
             })
             .collect(),
-        zones: zones
-            .into_iter()
-            .map(|(z, r)| ZoneView {
-                zone: z.to_string(),
-                state: zone_state(r.state).into(),
-                score: r.score,
-                weight: r.weight,
-            })
-            .collect(),
+        zones: if view.active && !view.zones.is_empty() {
+            view.zones
+                .iter()
+                .map(|z| ZoneView {
+                    zone: z.zone.to_string(),
+                    state: zone_state(z.state).into(),
+                    score: z.score,
+                    weight: z.weight,
+                    signals: Some(SignalsView {
+                        alive_fraction: z.penalties.alive_fraction,
+                        latency_penalty: z.penalties.latency,
+                        steal_penalty: z.penalties.steal,
+                        work_penalty: z.penalties.work,
+                        raw_score: z.raw_score,
+                        workers: z.workers,
+                        alive_workers: z.alive_workers,
+                        recent_drains: z.recent_drains,
+                        quarantine_left_ms: z.quarantine_left_ms,
+                        eval_shards: z.eval_shards,
+                        notify_shards: z.notify_shards,
+                    }),
+                })
+                .collect()
+        } else {
+            zones
+                .into_iter()
+                .map(|(z, r)| ZoneView {
+                    zone: z.to_string(),
+                    state: zone_state(r.state).into(),
+                    score: r.score,
+                    weight: r.weight,
+                    signals: None,
+                })
+                .collect()
+        },
         workers: workers
             .into_iter()
             .map(|w| WorkerView {
@@ -155,6 +213,11 @@ pub fn build(s: &AppState) -> Status {
                 zone: w.zone.to_string(),
             })
             .collect(),
+        balancer: BalancerStatus {
+            active: view.active,
+            frozen: view.frozen.clone(),
+            meta_alerts: view.meta_alerts.iter().map(|m| format!("{m:?}")).collect(),
+        },
         shards: ShardsView {
             eval: layout.eval_shards,
             notify: layout.notify_shards,

@@ -6,6 +6,7 @@
 //! - [`raft`]: everything openraft: type config, the redb log store, the state-machine store
 //!   with snapshots, the tonic network, and timing profiles. Only this module uses openraft.
 //! - [`watch`]: the hub that streams applied changes to watchers from a log index.
+//! - [`audit`]: an independent check of the fencing invariant over applied commands.
 //! - [`batcher`]: group commit of concurrent proposals into one Raft entry.
 //! - [`service`]: the gRPC services (Raft transport, store API).
 //! - [`node`]: assembles a store node: data dir identity, storage, Raft, batcher, services.
@@ -16,6 +17,7 @@
 //! replication, commit) → [`raft::sm_store`] applies to [`Machine`] → results back to the
 //! proposer, changes to [`watch`] subscribers.
 
+pub mod audit;
 pub mod batcher;
 pub mod client;
 pub mod error;

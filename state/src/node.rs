@@ -25,6 +25,10 @@ use crate::service::{RaftService, StoreService};
 
 const IDENTITY_FILE: &str = "identity.json";
 
+/// Adds gRPC services built from the node handle to the node's listener.
+pub type ExtraServices =
+    Box<dyn FnOnce(&StoreNode, tonic::service::Routes) -> tonic::service::Routes + Send>;
+
 /// Everything a store node needs to start.
 #[derive(Clone)]
 pub struct StoreConfig {
@@ -170,6 +174,20 @@ impl StoreNode {
         fatal: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Self, StateError> {
+        Self::start_with(config, listener, faults, cancel, fatal, tracker, None).await
+    }
+
+    /// Like [`Self::start`], also serving the gRPC services `extra` builds from the node
+    /// handle (the balancer's worker sessions) on the same listener.
+    pub async fn start_with(
+        config: StoreConfig,
+        listener: TcpListener,
+        faults: Arc<NetworkFaults>,
+        cancel: CancellationToken,
+        fatal: CancellationToken,
+        tracker: &TaskTracker,
+        extra: Option<ExtraServices>,
+    ) -> Result<Self, StateError> {
         config.validate()?;
         let fresh = prepare_data_dir(&config)?;
         let raft_dir = config.data_dir.join("raft");
@@ -205,13 +223,23 @@ impl StoreNode {
         ))
         .max_decoding_message_size(MAX_ENCODED_BYTES)
         .max_encoding_message_size(MAX_ENCODED_BYTES);
+        let node = Self {
+            raft: raft.clone(),
+            reader: reader.clone(),
+            proposer: proposer.clone(),
+            faults: faults.clone(),
+            id: config.id,
+        };
+        let mut routes = tonic::service::Routes::new(raft_svc).add_service(store_svc);
+        if let Some(extra) = extra {
+            routes = extra(&node, routes);
+        }
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let server_cancel = cancel.clone();
         tracker.spawn(async move {
             let result = tonic::transport::Server::builder()
-                .add_service(raft_svc)
-                .add_service(store_svc)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, server_cancel.cancelled())
                 .await;
             if let Err(e) = result {
@@ -248,13 +276,7 @@ impl StoreNode {
             let _ = monitor_raft.shutdown().await;
         });
 
-        Ok(Self {
-            raft,
-            reader,
-            proposer,
-            faults,
-            id: config.id,
-        })
+        Ok(node)
     }
 }
 

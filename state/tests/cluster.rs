@@ -131,6 +131,23 @@ async fn elects_replicates_and_fences_on_every_replica() {
         );
     }
 
+    // The independent audit over what node 3 applied agrees: the stale command never applied.
+    let mut audit = tocsin_state::audit::FenceAudit::new();
+    let mut stream = Box::pin(c.client_of(3).watch(0).await.unwrap());
+    while let Some(item) = futures::StreamExt::next(&mut stream).await {
+        let (i, changes) = item.unwrap();
+        audit.observe(i, &changes);
+        if i >= index {
+            break;
+        }
+    }
+    let report = audit.report();
+    assert!(report.clean(), "{report:?}");
+    assert_eq!(
+        report.shard_commands, 1,
+        "exactly the current owner's command was applied: {report:?}"
+    );
+
     // A linearizable read through any seed reflects the write.
     let (applied, QueryResult::Assignments(a)) =
         client.read(&Query::Assignments, true).await.unwrap()

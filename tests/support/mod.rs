@@ -150,3 +150,154 @@ pub fn three_nodes(dir: &Path) -> Vec<NodeProc> {
         })
         .collect()
 }
+
+/// A `tocsin worker` process.
+pub struct WorkerProc {
+    pub id: String,
+    pub zone: String,
+    args: Vec<String>,
+    log: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl WorkerProc {
+    /// A worker of `zone` joining `nodes`, sampling steal from `stat_file` if given.
+    pub fn new(
+        dir: &Path,
+        id: &str,
+        zone: &str,
+        nodes: &[NodeProc],
+        stat_file: Option<&Path>,
+    ) -> Self {
+        let join: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+        let mut args = vec![
+            "worker".to_string(),
+            format!("--id={id}"),
+            format!("--zone={zone}"),
+            format!("--join={}", join.join(",")),
+            "--profile=test".to_string(),
+        ];
+        if let Some(f) = stat_file {
+            args.push(format!("--stat-file={}", f.display()));
+        }
+        Self {
+            id: id.into(),
+            zone: zone.into(),
+            args,
+            log: dir.join(format!("{id}.log")),
+            child: None,
+        }
+    }
+
+    /// Starts the process.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(bin())
+            .args(&self.args)
+            .env("TOCSIN_LOG", "info")
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn tocsin worker");
+        self.child = Some(child);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).expect("running")
+    }
+
+    /// SIGKILL and reap.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.expect("kill");
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// `GET /api/v1/status` of the node at `http`, as JSON.
+pub async fn status(http: &str) -> Option<serde_json::Value> {
+    let r = reqwest::Client::new()
+        .get(format!("http://{http}/api/v1/status"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
+/// The status as seen by the node that currently leads (its balancer is the acting one).
+pub async fn leader_status(nodes: &[NodeProc]) -> Option<serde_json::Value> {
+    for n in nodes.iter().filter(|n| n.child.is_some()) {
+        if let Some(s) = status(&n.http).await
+            && s["leader"].as_u64() == Some(n.id)
+        {
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// Shards owned per zone, from a status document.
+pub fn shards_by_zone(s: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for w in s["workers"].as_array().into_iter().flatten() {
+        *m.entry(w["zone"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += w["shards"].as_u64().unwrap_or(0);
+    }
+    m
+}
+
+/// A zone's state in a status document.
+pub fn zone_state(s: &serde_json::Value, zone: &str) -> String {
+    s["zones"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|z| z["zone"] == zone)
+        .and_then(|z| z["state"].as_str())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// Writes a `/proc/stat`-format file whose counters a test advances to inject steal time.
+pub struct StatFile {
+    pub path: PathBuf,
+    total: u64,
+    steal: u64,
+}
+
+impl StatFile {
+    /// A stat file at `path` with zero steal so far.
+    pub fn new(path: PathBuf) -> Self {
+        let mut s = Self {
+            path,
+            total: 1_000_000,
+            steal: 0,
+        };
+        s.advance(0, 0.0);
+        s
+    }
+
+    /// Adds `jiffies` of CPU time of which `steal` fraction was stolen, and rewrites the file.
+    pub fn advance(&mut self, jiffies: u64, steal: f64) {
+        let stolen = (jiffies as f64 * steal) as u64;
+        self.total += jiffies;
+        self.steal += stolen;
+        let user = self.total - self.steal;
+        let text = format!("cpu  {user} 0 0 0 0 0 0 {} 0 0\n", self.steal);
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, text).expect("write stat file");
+        std::fs::rename(&tmp, &self.path).expect("rename stat file");
+    }
+}

@@ -33,6 +33,7 @@ fn alert(g: &GroupKey, fp: u64, state: AlertState) -> AlertInstance {
         active_at_ms: 1000,
         fired_at_ms: None,
         resolved_at_ms: None,
+        keep_firing_since_ms: None,
         value: 1.0,
     }
 }

@@ -208,6 +208,8 @@ pub struct AlertInstance {
     pub fired_at_ms: Option<i64>,
     /// When it resolved.
     pub resolved_at_ms: Option<i64>,
+    /// When the condition cleared while `keep_firing_for` keeps it firing.
+    pub keep_firing_since_ms: Option<i64>,
     /// Last evaluated value.
     pub value: f64,
 }
@@ -330,7 +332,7 @@ pub enum ZoneState {
 }
 
 /// The balancer's committed view of a zone, so a new leader resumes timers and quarantine.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ZoneRecord {
     /// State.
     pub state: ZoneState,
@@ -342,4 +344,17 @@ pub struct ZoneRecord {
     pub since_ms: i64,
     /// Drains in the recent window (quarantine doubles with each).
     pub recent_drains: u32,
+}
+
+impl Default for ZoneRecord {
+    /// A zone nobody has judged yet: healthy at full weight.
+    fn default() -> Self {
+        Self {
+            state: ZoneState::Healthy,
+            score: 1.0,
+            weight: 1.0,
+            since_ms: 0,
+            recent_drains: 0,
+        }
+    }
 }

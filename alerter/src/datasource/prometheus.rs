@@ -1,0 +1,234 @@
+//! [`PrometheusClient`]: a [`Datasource`] over any Prometheus-compatible HTTP API
+//! (Prometheus, VictoriaMetrics, Mimir, Thanos, and Tocsin's embedded store).
+//!
+//! Queries are sent as `POST` forms (long expressions do not hit URL length limits) to
+//! `/api/v1/query` with `time=` the slot timestamp minus `query_offset`, and `timeout=` a margin
+//! under the call's deadline so the server reports its own timeout before we give up.
+
+pub mod config;
+
+use std::time::Duration;
+
+use reqwest::header::CONTENT_TYPE;
+
+use super::{
+    Datasource, DatasourceError, InstantQuery, QueryFuture, QueryOutput, RangeQuery, wire,
+};
+pub use config::{Auth, ConfigError, PrometheusConfig, RawBasicAuth, RawPrometheusConfig};
+
+/// Part of the deadline kept back from the server's `timeout=` (a quarter, within these
+/// bounds): it covers the network and reading the answer, so a server-side timeout arrives as
+/// a typed answer before our own deadline.
+const SERVER_TIMEOUT_MARGIN_MIN: Duration = Duration::from_millis(100);
+const SERVER_TIMEOUT_MARGIN_MAX: Duration = Duration::from_secs(2);
+
+/// A client for one Prometheus-compatible datasource.
+#[derive(Debug, Clone)]
+pub struct PrometheusClient {
+    cfg: PrometheusConfig,
+    http: reqwest::Client,
+}
+
+impl PrometheusClient {
+    /// Builds the client (no connection is made until the first query).
+    pub fn new(cfg: PrometheusConfig) -> Result<Self, ConfigError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .default_headers(cfg.headers.clone())
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .map_err(|e| ConfigError {
+                field: "url".into(),
+                reason: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(Self { cfg, http })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &PrometheusConfig {
+        &self.cfg
+    }
+
+    fn offset_ms(&self) -> i64 {
+        i64::try_from(self.cfg.query_offset.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Posts `form` to `path` and reads the answer, all within `timeout`.
+    async fn call(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<QueryOutput, DatasourceError> {
+        let url = format!("{}{}", self.cfg.url.as_str().trim_end_matches('/'), path);
+        let mut req = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_encode(form))
+            .timeout(timeout);
+        req = match &self.cfg.auth {
+            Some(config::Auth::Basic { username, password }) => {
+                req.basic_auth(username, Some(password))
+            }
+            Some(config::Auth::Bearer(token)) => req.bearer_auth(token),
+            None => req,
+        };
+        let exchange = async {
+            let resp = req.send().await.map_err(|e| transport_error(&e, timeout))?;
+            let status = resp.status().as_u16();
+            let body = read_bounded(resp, self.cfg.response_bytes_max, timeout).await?;
+            wire::parse_answer(status, &body, timeout)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => Err(DatasourceError::Timeout {
+                timeout,
+                message: "no complete answer from the datasource before the deadline".into(),
+            }),
+        }
+    }
+}
+
+/// Reads the body, refusing more than `max` bytes.
+async fn read_bounded(
+    mut resp: reqwest::Response,
+    max: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, DatasourceError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(&e, timeout))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(too_large(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn too_large(max: usize) -> DatasourceError {
+    DatasourceError::InvalidResponse {
+        message: format!(
+            "answer larger than response_bytes_max ({max} bytes); narrow the query or raise the limit"
+        ),
+    }
+}
+
+fn transport_error(e: &reqwest::Error, timeout: Duration) -> DatasourceError {
+    // reqwest's Display hides the cause (for example "connection refused"); include the chain.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    if e.is_timeout() {
+        DatasourceError::Timeout { timeout, message }
+    } else {
+        DatasourceError::Unavailable { message }
+    }
+}
+
+/// Formats ms since the epoch as the API's decimal seconds (exact, no float rounding).
+pub fn format_ts(t_ms: i64) -> String {
+    let sign = if t_ms < 0 { "-" } else { "" };
+    let abs = t_ms.unsigned_abs();
+    format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
+}
+
+/// The `timeout=` parameter for a call with deadline `timeout`.
+fn server_timeout(timeout: Duration) -> String {
+    let margin = (timeout / 4).clamp(SERVER_TIMEOUT_MARGIN_MIN, SERVER_TIMEOUT_MARGIN_MAX);
+    let ms = timeout.saturating_sub(margin).as_millis();
+    format!("{}ms", ms.max(1))
+}
+
+/// `application/x-www-form-urlencoded` encoding.
+fn form_encode(pairs: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode_component(k, &mut out);
+        out.push('=');
+        encode_component(v, &mut out);
+    }
+    out
+}
+
+fn encode_component(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+}
+
+impl Datasource for PrometheusClient {
+    fn instant<'a>(&'a self, q: &'a InstantQuery) -> QueryFuture<'a> {
+        Box::pin(async move {
+            let form = [
+                ("query", q.expr.clone()),
+                ("time", format_ts(q.ts_ms.saturating_sub(self.offset_ms()))),
+                ("timeout", server_timeout(q.timeout)),
+            ];
+            self.call("/api/v1/query", &form, q.timeout).await
+        })
+    }
+
+    fn range<'a>(&'a self, q: &'a RangeQuery) -> QueryFuture<'a> {
+        Box::pin(async move {
+            let off = self.offset_ms();
+            let form = [
+                ("query", q.expr.clone()),
+                ("start", format_ts(q.start_ms.saturating_sub(off))),
+                ("end", format_ts(q.end_ms.saturating_sub(off))),
+                ("step", format!("{}ms", q.step_ms)),
+                ("timeout", server_timeout(q.timeout)),
+            ];
+            self.call("/api/v1/query_range", &form, q.timeout).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_exact_decimal_seconds() {
+        assert_eq!(format_ts(1_710_028_800_001), "1710028800.001");
+        assert_eq!(format_ts(0), "0.000");
+        assert_eq!(format_ts(-1_500), "-1.500");
+    }
+
+    #[test]
+    fn forms_are_percent_encoded() {
+        let f = form_encode(&[("query", "sum(rate(x{a=\"b c\"}[5m])) + 1&".into())]);
+        assert_eq!(
+            f,
+            "query=sum%28rate%28x%7Ba%3D%22b+c%22%7D%5B5m%5D%29%29+%2B+1%26"
+        );
+    }
+
+    #[test]
+    fn the_server_gets_most_of_the_deadline() {
+        assert_eq!(server_timeout(Duration::from_secs(60)), "58000ms");
+        assert_eq!(server_timeout(Duration::from_secs(2)), "1500ms");
+        assert_eq!(server_timeout(Duration::from_millis(200)), "100ms");
+        assert_eq!(server_timeout(Duration::from_micros(10)), "1ms");
+    }
+}

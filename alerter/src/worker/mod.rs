@@ -1,0 +1,20 @@
+//! The stateless worker: its session with the leader's balancer (registration, heartbeats,
+//! assignments, self-fencing) and, per owned shard, the evaluation and notification loops.
+//!
+//! - [`convert`]: evaluator state ↔ replicated alert instances.
+//! - [`group`]: one rule group's loop: resume, catch up, evaluate, commit fenced by epoch.
+//! - [`runner`]: the shard manager running one group loop per group of each owned eval shard.
+//! - [`schedule`]: hash-derived evaluation slots and the one-slot catch-up on takeover (pure).
+//! - [`steal`]: CPU steal sampling from a `/proc/stat`-format file.
+//! - [`session`]: the balancer session: reconnects to the leader, heartbeats, publishes the
+//!   owned shards on a `watch` channel, and fences itself (owns nothing) when it has not heard
+//!   from a leader for longer than its lease.
+
+pub mod convert;
+pub mod group;
+pub mod runner;
+pub mod schedule;
+pub mod session;
+pub mod steal;
+
+pub use session::{Ownership, SessionConfig, WorkStats};

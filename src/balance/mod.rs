@@ -1,0 +1,198 @@
+//! The balancer's async adapter on every node: the worker session service and the leader loop
+//! that feeds the pure core (`tocsin_balancer::Balancer`) and commits its decisions.
+//!
+//! Only the Raft leader acts. On becoming leader the core resumes zone states from the
+//! committed `ZoneRecord`s and the registered workers from the state machine, then settles
+//! (collects heartbeats) before moving anything. Each tick's decision becomes one `Assign`
+//! command (epoch = its log index) plus one `SetZone` per changed zone, proposed through the
+//! local batcher; a follower's sessions are refused with a `NotLeader` hint.
+
+pub mod session;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tocsin_balancer::{Balancer, BalancerConfig, MetaAlert, ZoneView};
+use tocsin_state::model::{Command, Query, QueryResult};
+use tocsin_state::node::StoreNode;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock::wall_ms;
+
+/// What the leader's balancer last concluded, for status and meta-alerts.
+#[derive(Debug, Default, Clone)]
+pub struct BalancerView {
+    /// Per-zone signals and state.
+    pub zones: Vec<ZoneView>,
+    /// Why placement is frozen, if it is.
+    pub frozen: Option<String>,
+    /// Conditions for a human.
+    pub meta_alerts: Vec<MetaAlert>,
+    /// Whether this node's balancer is acting (leader, settled).
+    pub active: bool,
+    /// Shards this node's balancer has moved (committed), since the process started.
+    pub shard_moves: u64,
+}
+
+/// Shared between the loop, the session service and the HTTP API.
+#[derive(Clone)]
+pub struct BalancerHandle {
+    pub(crate) core: Arc<Mutex<Balancer>>,
+    pub(crate) node: StoreNode,
+    pub(crate) config: BalancerConfig,
+    view: Arc<Mutex<BalancerView>>,
+}
+
+impl std::fmt::Debug for BalancerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BalancerHandle").finish_non_exhaustive()
+    }
+}
+
+impl BalancerHandle {
+    /// A balancer for `node` with `config` (validated).
+    pub fn new(node: StoreNode, config: BalancerConfig) -> Result<Self, String> {
+        let core = Balancer::new(config.clone()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            core: Arc::new(Mutex::new(core)),
+            node,
+            config,
+            view: Arc::default(),
+        })
+    }
+
+    /// The latest view.
+    pub fn view(&self) -> BalancerView {
+        self.view.lock().expect("view lock").clone()
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        let m = self.node.raft.metrics();
+        let m = m.borrow();
+        m.current_leader == Some(m.id)
+    }
+
+    /// Runs the leader loop until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        let period =
+            Duration::from_millis(self.config.liveness.heartbeat_interval_ms.max(50) as u64);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_leader = false;
+        let mut last_meta: Vec<String> = Vec::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = cancel.cancelled() => return,
+            }
+            let leader = self.is_leader();
+            if leader && !was_leader {
+                // Our own blank entry must be applied so the state we resume from is current.
+                if tocsin_state::service::ensure_linearizable(&self.node.raft)
+                    .await
+                    .is_err()
+                {
+                    continue;
+                }
+                let q = |q: Query| self.node.reader.query(&q).1;
+                let (QueryResult::Zones(zones), QueryResult::Workers(workers)) =
+                    (q(Query::Zones), q(Query::Workers))
+                else {
+                    continue;
+                };
+                let now = wall_ms();
+                let mut core = self.core.lock().expect("balancer lock");
+                core.became_leader(now, &zones);
+                core.sync_workers(&workers, now);
+                info!(
+                    zones = zones.len(),
+                    workers = workers.len(),
+                    "became leader: balancer resumes from committed state and settles"
+                );
+            } else if !leader && was_leader {
+                self.core.lock().expect("balancer lock").stepped_down();
+                let mut view = self.view.lock().expect("view lock");
+                *view = BalancerView {
+                    shard_moves: view.shard_moves,
+                    ..BalancerView::default()
+                };
+                drop(view);
+                info!("lost leadership: balancer stands down");
+            }
+            was_leader = leader;
+            if !leader {
+                continue;
+            }
+            self.step(&mut last_meta).await;
+        }
+    }
+
+    async fn step(&self, last_meta: &mut Vec<String>) {
+        let q = |q: Query| self.node.reader.query(&q).1;
+        let (
+            QueryResult::Assignments(current),
+            QueryResult::Layout(layout),
+            QueryResult::Workers(workers),
+        ) = (q(Query::Assignments), q(Query::Layout), q(Query::Workers))
+        else {
+            return;
+        };
+        let now = wall_ms();
+        let decision = {
+            let mut core = self.core.lock().expect("balancer lock");
+            core.sync_workers(&workers, now);
+            core.tick(now, &current, &layout)
+        };
+        let mut commands = Vec::new();
+        if !decision.assign.is_empty() {
+            commands.push(Command::Assign {
+                shards: decision.assign.clone(),
+            });
+        }
+        for (zone, record) in &decision.zone_records {
+            commands.push(Command::SetZone {
+                zone: zone.clone(),
+                record: record.clone(),
+            });
+        }
+        let meta: Vec<String> = decision
+            .meta_alerts
+            .iter()
+            .map(|m| format!("{m:?}"))
+            .collect();
+        if meta != *last_meta {
+            for m in &meta {
+                warn!(alert = %m, "balancer meta-alert");
+            }
+            *last_meta = meta;
+        }
+        {
+            let mut view = self.view.lock().expect("view lock");
+            let shard_moves = view.shard_moves;
+            *view = BalancerView {
+                zones: decision.zones.clone(),
+                frozen: decision.frozen.clone(),
+                meta_alerts: decision.meta_alerts.clone(),
+                active: matches!(decision.phase, tocsin_balancer::Phase::Active),
+                shard_moves,
+            };
+        }
+        if commands.is_empty() {
+            return;
+        }
+        let moves = decision.assign.len();
+        match self.node.proposer.propose(commands).await {
+            Ok((index, results)) => {
+                for r in results.iter().filter_map(|r| r.as_ref().err()) {
+                    warn!(error = %r, "balancer command refused");
+                }
+                if moves > 0 {
+                    self.view.lock().expect("view lock").shard_moves += moves as u64;
+                    info!(moves, epoch = index, "shards reassigned");
+                }
+            }
+            Err(e) => warn!(error = %e, "balancer decision not committed"),
+        }
+    }
+}

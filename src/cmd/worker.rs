@@ -1,0 +1,127 @@
+//! `tocsin worker`: a stateless worker. It registers with the cluster through its balancer
+//! session, heartbeats, and acts for the shards the leader assigns it; it fences itself when
+//! it loses the leader for longer than its lease.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tocsin_alerter::worker::session::{self, SessionConfig, WorkStats};
+use tocsin_balancer::BalancerConfig;
+use tocsin_proto::ids::{WorkerId, ZoneId};
+use tocsin_proto::worker::{Hello, MAX_CAPACITY};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::EXIT_USAGE;
+
+/// Flags of `tocsin worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The worker's availability zone.
+    #[arg(long)]
+    zone: String,
+    /// gRPC addresses of any nodes, comma-separated (the worker finds the leader).
+    #[arg(long, value_delimiter = ',', required = true)]
+    join: Vec<String>,
+    /// Stable worker id [default: w-ZONE-PID].
+    #[arg(long)]
+    id: Option<String>,
+    /// Placement weight relative to other workers (1..=1024).
+    #[arg(long, default_value_t = 1)]
+    capacity: u32,
+    /// Timing profile matching the nodes': `production` or `test`.
+    #[arg(long, default_value = "production")]
+    profile: String,
+    /// `/proc/stat`-format file to sample CPU steal time from.
+    #[arg(long, default_value = "/proc/stat")]
+    stat_file: PathBuf,
+    /// Address the balancer may probe this worker at (informational).
+    #[arg(long, default_value = "")]
+    advertise: String,
+}
+
+/// Runs the worker until SIGTERM/SIGINT.
+pub async fn run(args: WorkerArgs) -> i32 {
+    let zone = match ZoneId::new(args.zone.clone()) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("tocsin: invalid --zone: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("w-{zone}-{}", std::process::id()));
+    let worker = match WorkerId::new(id) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("tocsin: invalid --id: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if args.capacity == 0 || args.capacity > MAX_CAPACITY {
+        eprintln!(
+            "tocsin: invalid --capacity {}: must be 1..={MAX_CAPACITY}",
+            args.capacity
+        );
+        return EXIT_USAGE;
+    }
+    for seed in &args.join {
+        if seed.parse::<std::net::SocketAddr>().is_err() && !seed.contains(':') {
+            eprintln!("tocsin: invalid --join address {seed:?}: expected HOST:PORT");
+            return EXIT_USAGE;
+        }
+    }
+    let balancer = match args.profile.as_str() {
+        "production" => BalancerConfig::production(),
+        "test" => BalancerConfig::test(),
+        other => {
+            eprintln!("tocsin: invalid --profile {other:?}: use \"production\" or \"test\"");
+            return EXIT_USAGE;
+        }
+    };
+    let heartbeat = Duration::from_millis(balancer.liveness.heartbeat_interval_ms as u64);
+    // Fence a heartbeat before the balancer would declare us dead, so the old and the new
+    // owner rarely act at once (safety does not depend on it: the store fences by epoch).
+    let lease = Duration::from_millis(balancer.liveness.lease_ms as u64)
+        .saturating_sub(heartbeat)
+        .max(heartbeat);
+    let config = SessionConfig {
+        seeds: args.join.clone(),
+        hello: Hello {
+            worker: worker.clone(),
+            zone: zone.clone(),
+            capacity: args.capacity,
+            addr: args.advertise.clone(),
+        },
+        heartbeat,
+        lease,
+        stat_path: Some(args.stat_file.clone()),
+    };
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let stats = Arc::new(WorkStats::default());
+    let mut ownership = session::start(config, stats, cancel.clone(), &tracker);
+    info!(worker = %worker, zone = %zone, "worker started");
+    loop {
+        tokio::select! {
+            () = crate::cmd::node::shutdown_signal() => break,
+            changed = ownership.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let o = ownership.borrow().clone();
+                info!(shards = o.shards.len(), fenced = o.fenced, log_index = o.log_index, "ownership");
+            }
+        }
+    }
+    info!("shutting down");
+    cancel.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+    0
+}
