@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
+use tocsin_alerter::datasource::embedded::{EmbeddedSettings, RawEmbeddedStoreConfig};
 use tocsin_balancer::BalancerConfig;
 use tocsin_state::batcher::BatchConfig;
 use tocsin_state::model::{NodeId, NodeInfo, ZoneId};
@@ -38,6 +39,8 @@ pub struct RawNodeConfig {
     pub raft: Option<RawRaft>,
     /// Batching overrides.
     pub batch: Option<RawBatch>,
+    /// The embedded metrics store (query API, remote write, scraping) served on the HTTP port.
+    pub embedded: Option<RawEmbeddedStoreConfig>,
 }
 
 /// `[raft]` table.
@@ -73,6 +76,7 @@ pub struct NodeSettings {
     pub timing: RaftTiming,
     pub batch: BatchConfig,
     pub balancer: BalancerConfig,
+    pub embedded: EmbeddedSettings,
 }
 
 impl RawNodeConfig {
@@ -97,7 +101,8 @@ impl RawNodeConfig {
             cluster_name,
             profile,
             raft,
-            batch
+            batch,
+            embedded
         );
         if flags.peers.as_ref().is_some_and(|p| !p.is_empty()) {
             self.peers = flags.peers;
@@ -206,6 +211,14 @@ impl RawNodeConfig {
                 batch.linger = Duration::from_micros(v);
             }
         }
+        // The embedded store keeps its on-disk log in the data dir unless told otherwise.
+        let mut embedded_raw = self.embedded.unwrap_or_default();
+        if embedded_raw.wal_dir.is_none() {
+            embedded_raw.wal_dir = Some(data_dir.join("metrics-wal"));
+        }
+        let embedded = embedded_raw
+            .validate()
+            .map_err(|e| anyhow!("invalid embedded.{}: {}", e.field, e.reason))?;
         Ok(NodeSettings {
             id,
             zone,
@@ -217,6 +230,7 @@ impl RawNodeConfig {
             timing,
             batch,
             balancer,
+            embedded,
         })
     }
 }

@@ -141,3 +141,41 @@ async fn apply_and_list_through_any_node_and_bad_files_change_nothing() {
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
 }
+
+#[test]
+fn rules_test_runs_promtool_unit_tests_with_its_exit_codes() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("alerter/tests/data/unittest");
+    let pass = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pass_")
+        })
+        .expect("a passing unit-test file in the corpus");
+    let out = std::process::Command::new(support::bin())
+        .args(["rules", "test"])
+        .arg(&pass)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("SUCCESS"), "{text}");
+
+    let fail = data.join("fail_basic_alert_wrong_labels.yml");
+    let out = std::process::Command::new(support::bin())
+        .args(["rules", "test"])
+        .arg(&fail)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAILED") && text.contains("exp:") && text.contains("got:"),
+        "{text}"
+    );
+}

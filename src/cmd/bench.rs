@@ -23,6 +23,27 @@ pub enum BenchCommand {
     /// Replicated store: committed alert transitions/s on 3 local nodes with fsync, and commit
     /// latency at half that load.
     Store(StoreBenchArgs),
+    /// Rule evaluation: typical alert expressions over 10k (and 100k) series in Tocsin's
+    /// engine and in a real Prometheus on the same data, timed alternately; medians and
+    /// ratios, plus bytes per sample of the compressed store.
+    Eval(EvalBenchArgs),
+}
+
+/// Flags of `tocsin bench eval`.
+#[derive(Args, Debug)]
+pub struct EvalBenchArgs {
+    /// Series counts, comma-separated (each a separate dataset).
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    series: Vec<usize>,
+    /// Timed repetitions per expression (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    iterations: usize,
+    /// Skip the comparison with Prometheus (time only Tocsin's engine).
+    #[arg(long)]
+    no_prometheus: bool,
+    /// Scratch directory (default: a fresh temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 /// Flags of `tocsin bench store`.
@@ -51,6 +72,54 @@ pub struct StoreBenchArgs {
 /// Runs a benchmark; exit code 0 on success.
 pub async fn run(cmd: BenchCommand) -> i32 {
     match cmd {
+        BenchCommand::Eval(args) => {
+            let tmp = match tempfile::tempdir() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("tocsin bench eval: {e}");
+                    return 1;
+                }
+            };
+            let mut opts = tocsin_alerter::bench_eval::EvalBenchOptions::new(
+                args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf()),
+            );
+            opts.series_counts = args.series.clone();
+            opts.iterations = args.iterations;
+            opts.compare_with_prometheus = !args.no_prometheus;
+            println!(
+                "# tocsin bench eval: machine {} cores, {}",
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+                cpu_model()
+            );
+            println!(
+                "# rerun: tocsin bench eval --series {} --iterations {}{}",
+                args.series
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                args.iterations,
+                if args.no_prometheus {
+                    " --no-prometheus"
+                } else {
+                    ""
+                }
+            );
+            match tokio::task::spawn_blocking(move || tocsin_alerter::bench_eval::run(opts)).await {
+                Ok(Ok(text)) => {
+                    print!("{text}");
+                    0
+                }
+                Ok(Err(e)) => {
+                    eprintln!("tocsin bench eval: {e}");
+                    1
+                }
+                Err(e) => {
+                    eprintln!("tocsin bench eval: {e}");
+                    1
+                }
+            }
+        }
         BenchCommand::Store(args) => match store(args).await {
             Ok(()) => 0,
             Err(e) => {

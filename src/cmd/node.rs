@@ -20,6 +20,8 @@ use tocsin_proto::pb::worker::balancer_server::BalancerServer;
 use tocsin_state::node::{ExtraServices, StoreConfig, StoreNode};
 use tonic::service::Routes;
 
+use tocsin_alerter::datasource::embedded::EmbeddedStore;
+
 use crate::balance::BalancerHandle;
 use crate::balance::session::SessionService;
 
@@ -82,6 +84,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         profile: args.profile,
         raft: None,
         batch: None,
+        embedded: None,
     };
     let settings = match file.merge(flags).validate() {
         Ok(s) => s,
@@ -118,6 +121,28 @@ pub async fn run(args: NodeArgs) -> i32 {
             eprintln!("tocsin: cannot listen on {} (http): {e}", settings.http);
             return 1;
         }
+    };
+    // The data dir first: everything else lives in it, so its error is the one to report.
+    if let Err(e) = std::fs::create_dir_all(&settings.data_dir) {
+        eprintln!("tocsin: data dir {}: {e}", settings.data_dir.display());
+        return 1;
+    }
+    // The embedded metrics store: replay its on-disk log before serving anything.
+    let embedded = match &settings.embedded.wal_dir {
+        Some(dir) => match EmbeddedStore::open(settings.embedded.store.clone(), dir) {
+            Ok((store, replay)) => {
+                info!(dir = %dir.display(), replay = ?replay, "embedded store opened");
+                store
+            }
+            Err(e) => {
+                eprintln!(
+                    "tocsin: cannot open the embedded store's log in {}: {e}",
+                    dir.display()
+                );
+                return 1;
+            }
+        },
+        None => EmbeddedStore::new(settings.embedded.store.clone()),
     };
     let cancel = CancellationToken::new();
     let fatal = CancellationToken::new();
@@ -178,6 +203,18 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     };
     tracker.spawn(balancer.clone().run(cancel.clone()));
+    {
+        // Scrapers and retention run in a JoinSet owned by one tracked task.
+        let mut tasks = tokio::task::JoinSet::new();
+        let http_client = reqwest::Client::new();
+        embedded.spawn_scrapers(&settings.embedded.scrape, &http_client, &cancel, &mut tasks);
+        embedded.spawn_retention(&cancel, &mut tasks);
+        let stop = cancel.clone();
+        tracker.spawn(async move {
+            stop.cancelled().await;
+            tasks.shutdown().await;
+        });
+    }
     metrics.register_store(node.clone());
     metrics.register_balancer(balancer.clone());
     // This node first, then the other members: writes find the leader from here.
@@ -202,7 +239,8 @@ pub async fn run(args: NodeArgs) -> i32 {
         metrics,
         client,
         balancer,
-    });
+    })
+    .merge(embedded.router());
     let http_cancel = cancel.clone();
     tracker.spawn(async move {
         let served = axum::serve(http, app)

@@ -1,4 +1,4 @@
-//! `tocsin rules …`: work with Prometheus rule files.
+//! `tocsin rules …`: work with Prometheus rule files (check, test, apply, list).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +13,13 @@ pub enum RulesCommand {
     /// file or every error (file, line:column, group, rule, what is wrong); exits 1 on any error.
     Check {
         /// Rule files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run `promtool test rules` unit-test files unchanged; output and exit status match
+    /// promtool's.
+    Test {
+        /// Unit-test files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -46,6 +53,31 @@ pub async fn run(cmd: RulesCommand) -> i32 {
         RulesCommand::Check { files } => {
             let report = tocsin_alerter::rules::check_files(&files);
             print!("{report}");
+            if report.success() { 0 } else { 1 }
+        }
+        RulesCommand::Test { files } => {
+            let report = tokio::task::spawn_blocking(move || {
+                tocsin_alerter::unittest::run_files(
+                    &files,
+                    &tocsin_alerter::unittest::UnitTestOptions::default(),
+                )
+            })
+            .await;
+            let Ok(report) = report else {
+                eprintln!("tocsin: the rule tests crashed");
+                return 1;
+            };
+            use std::io::Write;
+            for (stream, text) in report.chunks() {
+                let _ = match stream {
+                    tocsin_alerter::unittest::Stream::Stdout => {
+                        std::io::stdout().write_all(text.as_bytes())
+                    }
+                    tocsin_alerter::unittest::Stream::Stderr => {
+                        std::io::stderr().write_all(text.as_bytes())
+                    }
+                };
+            }
             if report.success() { 0 } else { 1 }
         }
         RulesCommand::Apply {

@@ -7,13 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use tocsin_alerter::datasource::{RawDatasourceConfig, RawPrometheusConfig};
+use tocsin_alerter::eval::EvalOptions;
+use tocsin_alerter::worker::evaluator::DatasourceEvaluator;
+use tocsin_alerter::worker::group::GroupCtx;
+use tocsin_alerter::worker::runner;
 use tocsin_alerter::worker::session::{self, SessionConfig, WorkStats};
 use tocsin_balancer::BalancerConfig;
 use tocsin_proto::ids::{WorkerId, ZoneId};
 use tocsin_proto::worker::{Hello, MAX_CAPACITY};
+use tocsin_state::client::StoreClient;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::EXIT_USAGE;
 
@@ -41,6 +47,17 @@ pub struct WorkerArgs {
     /// Address the balancer may probe this worker at (informational).
     #[arg(long, default_value = "")]
     advertise: String,
+    /// Prometheus-compatible query API to evaluate rules against (a Prometheus, Mimir, Thanos
+    /// or VictoriaMetrics URL, or a Tocsin node's embedded store: `http://NODE_HTTP`).
+    /// Without it the worker holds its shards but evaluates nothing.
+    #[arg(long)]
+    datasource: Option<String>,
+    /// Deadline of one datasource query, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    query_timeout_ms: u64,
+    /// Most datasource queries in flight from this worker.
+    #[arg(long, default_value_t = 16)]
+    max_concurrent_queries: usize,
 }
 
 /// Runs the worker until SIGTERM/SIGINT.
@@ -102,10 +119,60 @@ pub async fn run(args: WorkerArgs) -> i32 {
         lease,
         stat_path: Some(args.stat_file.clone()),
     };
+    let datasource = match &args.datasource {
+        None => None,
+        Some(url) => {
+            let raw = RawDatasourceConfig {
+                name: "default".into(),
+                prometheus: Some(RawPrometheusConfig::with_url(url)),
+                embedded: false,
+                max_concurrent_queries: args.max_concurrent_queries,
+                query_timeout_ms_max: args.query_timeout_ms,
+                cache: None,
+            };
+            match raw.validate().and_then(|d| d.build(None)) {
+                Ok(gate) => Some(gate),
+                Err(e) => {
+                    eprintln!("tocsin: invalid --datasource: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    };
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let stats = Arc::new(WorkStats::default());
-    let mut ownership = session::start(config, stats, cancel.clone(), &tracker);
+    let mut ownership = session::start(config, stats.clone(), cancel.clone(), &tracker);
+    match datasource {
+        Some(ds) => {
+            let client = match StoreClient::new(args.join.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tocsin: invalid --join: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            let evaluator = DatasourceEvaluator::new(
+                ds,
+                EvalOptions::default(),
+                Duration::from_millis(args.query_timeout_ms),
+                stats.clone(),
+            );
+            let ctx = GroupCtx {
+                client,
+                evaluator: Arc::new(evaluator),
+                stats,
+                now_ms: crate::clock::wall_ms,
+            };
+            tracker.spawn(runner::run(
+                ctx,
+                ownership.clone(),
+                cancel.clone(),
+                tracker.clone(),
+            ));
+        }
+        None => warn!("no --datasource: this worker holds shards but evaluates nothing"),
+    }
     info!(worker = %worker, zone = %zone, "worker started");
     loop {
         tokio::select! {

@@ -110,6 +110,11 @@ impl NodeProc {
 
 /// Builds the processes of a 3-node cluster (zones a, b, c) under `dir`, not yet started.
 pub fn three_nodes(dir: &Path) -> Vec<NodeProc> {
+    three_nodes_with(dir, &[])
+}
+
+/// Like [`three_nodes`], with extra arguments for every node (e.g. `--config FILE`).
+pub fn three_nodes_with(dir: &Path, extra: &[String]) -> Vec<NodeProc> {
     let zones = ["a", "b", "c"];
     let addrs: Vec<(String, String)> = (0..3)
         .map(|_| {
@@ -139,6 +144,7 @@ pub fn three_nodes(dir: &Path) -> Vec<NodeProc> {
                 "--profile=test".to_string(),
             ];
             args.extend(peers.iter().cloned());
+            args.extend(extra.iter().cloned());
             NodeProc {
                 id,
                 grpc: g.clone(),
@@ -161,6 +167,12 @@ pub struct WorkerProc {
 }
 
 impl WorkerProc {
+    /// Adds an argument (e.g. `--datasource=URL`).
+    pub fn arg(mut self, a: String) -> Self {
+        self.args.push(a);
+        self
+    }
+
     /// A worker of `zone` joining `nodes`, sampling steal from `stat_file` if given.
     pub fn new(
         dir: &Path,

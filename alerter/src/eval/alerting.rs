@@ -7,7 +7,7 @@ use super::state::{
     ALERT_NAME_LABEL, ActiveAlert, AlertState, RESOLVED_RETENTION_MS, RuleState, alerts_series,
     for_state_series, raw_rule_labels,
 };
-use super::{EvalError, EvalOptions, WrittenSample, query_vector};
+use super::{EvalError, EvalOptions, WrittenSample};
 use crate::promql::{Engine, Sample, Store};
 use crate::rules::AlertingRule;
 use crate::template::{self, AlertContext, QueryFn, Template, TemplateError};
@@ -28,6 +28,8 @@ pub(crate) struct AlertOutcome {
 pub(crate) struct RuleEnv<'a> {
     pub engine: &'a Engine,
     pub store: &'a dyn Store,
+    /// Answers fetched beforehand from a remote datasource, if any.
+    pub prefetched: Option<&'a super::Prefetched>,
     pub opts: &'a EvalOptions,
     pub group_labels: &'a BTreeMap<String, String>,
     pub limit: Option<u64>,
@@ -51,7 +53,13 @@ pub(crate) fn eval_alerting(
         to_send: Vec::new(),
         error: Some(e),
     };
-    let vector = match query_vector(env.engine, env.store, &rule.expr, env.query_ts) {
+    let vector = match super::rule_query(
+        env.engine,
+        env.store,
+        env.prefetched,
+        &rule.expr,
+        env.query_ts,
+    ) {
         Ok(v) => v,
         Err(e) => return failed(e),
     };
@@ -229,6 +237,7 @@ fn build_alerts(
     let query = TemplateQuery {
         engine: env.engine,
         store: env.store,
+        prefetched: env.prefetched,
         ts: env.query_ts,
     };
     let mut out = BTreeMap::new();
@@ -315,12 +324,14 @@ fn duration_ms(d: std::time::Duration) -> i64 {
 struct TemplateQuery<'a> {
     engine: &'a Engine,
     store: &'a dyn Store,
+    prefetched: Option<&'a super::Prefetched>,
     ts: i64,
 }
 
 impl QueryFn for TemplateQuery<'_> {
     fn query(&self, expr: &str) -> Result<Vec<template::Sample>, String> {
-        let v = query_vector(self.engine, self.store, expr, self.ts).map_err(|e| e.to_string())?;
+        let v = super::rule_query(self.engine, self.store, self.prefetched, expr, self.ts)
+            .map_err(|e| e.to_string())?;
         Ok(v.into_iter()
             .map(|s| template::Sample {
                 labels: s

@@ -79,6 +79,9 @@ pub enum EvalError {
     /// or older than the series' newest sample).
     #[error("{0}")]
     Append(&'static str),
+    /// A query answered by a remote datasource failed.
+    #[error("{0}")]
+    Remote(String),
     /// The state does not belong to this group (rule count or names differ), or a stored
     /// alert cannot be placed.
     #[error("evaluation state does not match the group: {0}")]
@@ -197,6 +200,18 @@ pub fn eval_group(
     prev: &GroupState,
     opts: &EvalOptions,
 ) -> Result<GroupEval, EvalError> {
+    eval_group_inner(engine, group, store, None, ts_ms, prev, opts)
+}
+
+fn eval_group_inner(
+    engine: &Engine,
+    group: &RuleGroup,
+    store: &dyn Store,
+    prefetched: Option<&Prefetched>,
+    ts_ms: i64,
+    prev: &GroupState,
+    opts: &EvalOptions,
+) -> Result<GroupEval, EvalError> {
     prev.validate(group)?;
     let interval_ms = group.interval.map_or(opts.default_interval_ms, ms);
     let offset_ms = group.query_offset.map_or(opts.default_query_offset_ms, ms);
@@ -217,6 +232,7 @@ pub fn eval_group(
         let env = RuleEnv {
             engine,
             store: &overlay,
+            prefetched,
             opts: &opts,
             group_labels: &group.labels,
             limit: group.limit.map(|l| l.get()),
@@ -240,6 +256,49 @@ pub fn eval_group(
     }
     debug_assert!(out.state.validate(group).is_ok());
     Ok(out)
+}
+
+/// Query answers fetched before the evaluation (from a remote datasource), keyed by
+/// expression text. Used by workers, whose datasource is another process: the expressions of
+/// [`group_queries`] are queried asynchronously at the group's query time, then the pure
+/// evaluation runs on the answers. Unlike an in-process evaluation, a recording rule's output
+/// is not visible to later rules of the same group at the same timestamp (it reaches them
+/// through the datasource once ingested) — the behaviour of vmalert and Mimir rulers.
+#[derive(Debug, Clone, Default)]
+pub struct Prefetched {
+    /// Expression → answer, or the datasource's error message.
+    pub answers: std::collections::HashMap<String, Result<Value, String>>,
+}
+
+/// The expressions a group evaluation at `ts_ms` queries, and the query time (the slot minus
+/// the group's query offset). Template `query` calls are not included.
+pub fn group_queries(group: &RuleGroup, ts_ms: i64, opts: &EvalOptions) -> (Vec<String>, i64) {
+    let offset_ms = group.query_offset.map_or(opts.default_query_offset_ms, ms);
+    let mut exprs: Vec<String> = Vec::new();
+    for r in &group.rules {
+        let e = match r {
+            Rule::Alerting(a) => &a.expr,
+            Rule::Recording(rr) => &rr.expr,
+        };
+        if !exprs.contains(e) {
+            exprs.push(e.clone());
+        }
+    }
+    (exprs, ts_ms.saturating_sub(offset_ms))
+}
+
+/// [`eval_group`] on answers fetched beforehand (see [`Prefetched`]). A rule whose answer is
+/// missing or failed keeps its previous state, like any failed query.
+pub fn eval_group_prefetched(
+    engine: &Engine,
+    group: &RuleGroup,
+    answers: &Prefetched,
+    ts_ms: i64,
+    prev: &GroupState,
+    opts: &EvalOptions,
+) -> Result<GroupEval, EvalError> {
+    let empty = crate::promql::MemStore::new();
+    eval_group_inner(engine, group, &empty, Some(answers), ts_ms, prev, opts)
 }
 
 /// Evaluates one rule; alert changes go straight into `out`. Returns the samples to write
@@ -351,6 +410,31 @@ fn diff_alerts(
                 alert: p.clone(),
             });
         }
+    }
+}
+
+/// Answers `expr` for a rule: from the prefetched answers when there are some, else by the
+/// engine over the (overlaid) store.
+pub(crate) fn rule_query(
+    engine: &Engine,
+    store: &dyn Store,
+    prefetched: Option<&Prefetched>,
+    expr: &str,
+    ts: i64,
+) -> Result<Vec<Sample>, EvalError> {
+    let Some(p) = prefetched else {
+        return query_vector(engine, store, expr, ts);
+    };
+    match p.answers.get(expr) {
+        None => Err(EvalError::Remote(format!("no answer fetched for {expr:?}"))),
+        Some(Err(e)) => Err(EvalError::Remote(e.clone())),
+        Some(Ok(Value::Vector(v))) => Ok(v.clone()),
+        Some(Ok(Value::Scalar { t, v })) => Ok(vec![Sample {
+            labels: Labels::empty(),
+            t: *t,
+            v: *v,
+        }]),
+        Some(Ok(_)) => Err(EvalError::NotVectorOrScalar),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::alerting::RuleEnv;
-use super::{EvalError, WrittenSample, query_vector};
+use super::{EvalError, WrittenSample};
 use crate::promql::labels::METRIC_NAME;
 use crate::rules::RecordingRule;
 
@@ -13,7 +13,13 @@ pub(crate) fn eval_recording(
     env: &RuleEnv<'_>,
     rule: &RecordingRule,
 ) -> Result<Vec<WrittenSample>, EvalError> {
-    let vector = query_vector(env.engine, env.store, &rule.expr, env.query_ts)?;
+    let vector = super::rule_query(
+        env.engine,
+        env.store,
+        env.prefetched,
+        &rule.expr,
+        env.query_ts,
+    )?;
     let mut out = Vec::with_capacity(vector.len());
     let mut seen = BTreeSet::new();
     for s in vector {

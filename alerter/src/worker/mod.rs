@@ -2,6 +2,7 @@
 //! assignments, self-fencing) and, per owned shard, the evaluation and notification loops.
 //!
 //! - [`convert`]: evaluator state ↔ replicated alert instances.
+//! - [`evaluator`]: evaluation through a `Datasource` (queries prefetched concurrently).
 //! - [`group`]: one rule group's loop: resume, catch up, evaluate, commit fenced by epoch.
 //! - [`runner`]: the shard manager running one group loop per group of each owned eval shard.
 //! - [`schedule`]: hash-derived evaluation slots and the one-slot catch-up on takeover (pure).
@@ -11,6 +12,7 @@
 //!   from a leader for longer than its lease.
 
 pub mod convert;
+pub mod evaluator;
 pub mod group;
 pub mod runner;
 pub mod schedule;
