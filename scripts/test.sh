@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Tocsin's whole test suite. First installs the system packages the tests need when they
-# are missing (Debian: Redis, Prometheus + promtool, nftables), so a fresh machine needs nothing
+# are missing (Debian: Redis, Prometheus + promtool, Alertmanager's amtool, nftables), so a fresh machine needs nothing
 # else. Tests never skip: a test whose real component is missing fails and says how to install
 # it.
 set -euo pipefail
@@ -10,6 +10,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -15,10 +15,13 @@
 //!   Prometheus on the same data).
 //! - [`datasource`]: the `Datasource` trait, the Prometheus-compatible HTTP client and the
 //!   embedded store that answer rule queries.
+//! - [`notify`]: the notification pipeline's pure cores: `alertmanager.yml`, routing, grouping
+//!   timers, inhibition and silences.
 
 pub mod bench_eval;
 pub mod datasource;
 pub mod eval;
+pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod template;

@@ -14,6 +14,9 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
+use tokio_util::sync::CancellationToken;
+
+use super::dev_demo;
 use crate::http::status::Status;
 
 /// Time children get to exit after SIGTERM before they are killed.
@@ -143,6 +146,11 @@ fn add_workers(file: &mut ClusterFile, per_zone: usize) {
 }
 
 fn spawn_worker(exe: &Path, dir: &Path, p: &ProcessEntry, all: &[ProcessEntry]) -> Result<Child> {
+    // Each worker queries the embedded store of its own zone's node.
+    let datasource = all
+        .iter()
+        .find(|q| q.role == "node" && q.zone == p.zone)
+        .map(|q| format!("--datasource=http://{}", q.http));
     let log_path = dir.join("logs").join(format!("{}.log", p.id));
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -158,7 +166,8 @@ fn spawn_worker(exe: &Path, dir: &Path, p: &ProcessEntry, all: &[ProcessEntry]) 
         .arg(format!("--id={}", p.id))
         .arg(format!("--zone={}", p.zone))
         .arg(format!("--join={}", join.join(",")))
-        .arg("--profile=test");
+        .arg("--profile=test")
+        .args(datasource);
     cmd.stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
     cmd.spawn()
         .with_context(|| format!("start worker {}", p.id))
@@ -181,7 +190,8 @@ fn spawn_node(exe: &Path, dir: &Path, p: &ProcessEntry, all: &[ProcessEntry]) ->
         .arg(format!("--listen={}", p.grpc))
         .arg(format!("--http={}", p.http))
         .arg("--profile=test")
-        .arg("--cluster-name=tocsin-dev");
+        .arg("--cluster-name=tocsin-dev")
+        .arg(format!("--config={}", dir.join("node.toml").display()));
     for q in all.iter().filter(|q| q.role == "node") {
         cmd.arg(format!(
             "--peer={}={}@{},http={}",
@@ -203,6 +213,19 @@ async fn dev(args: DevArgs) -> Result<()> {
     let dir = args.dir.canonicalize()?;
     let exe = std::env::current_exe().context("locate the tocsin binary")?;
     let mut file = plan(&dir, args.zones, args.workers_per_zone)?;
+    let demo_cancel = CancellationToken::new();
+    let exporter = dev_demo::start_exporter(demo_cancel.clone()).await?;
+    let node_https: Vec<String> = file
+        .processes
+        .iter()
+        .filter(|p| p.role == "node")
+        .map(|p| p.http.clone())
+        .collect();
+    dev_demo::write_node_config(&dir.join("node.toml"), &node_https, &exporter)?;
+    let rules_path = dir.join("rules.yml");
+    if !rules_path.exists() {
+        std::fs::write(&rules_path, dev_demo::DEMO_RULES)?;
+    }
     let snapshot = file.processes.clone();
     let mut children = Vec::new();
     for p in &mut file.processes {
@@ -244,10 +267,21 @@ async fn dev(args: DevArgs) -> Result<()> {
     }
     println!("  cluster file: {}", dir.join("cluster.json").display());
     println!(
+        "  demo exporter: http://{exporter}/metrics (disk fills and latency spikes every {} s)",
+        dev_demo::CYCLE_S
+    );
+    println!(
+        "  sample rules: {} (applied as namespace \"demo\"; edit and `tocsin rules apply`)",
+        rules_path.display()
+    );
+    println!(
         "  try: tocsin status --server http://{}    (Ctrl-C stops everything)",
         children[0].0.http
     );
 
+    if let Err(e) = dev_demo::apply_rules(&children[0].0.http, &rules_path).await {
+        eprintln!("tocsin dev: {e:#}");
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
         .build()?;
@@ -280,6 +314,11 @@ async fn dev(args: DevArgs) -> Result<()> {
                     ),
                     None => "status: node 1 not answering".into(),
                 });
+                let firing: Vec<String> = match http.get(format!("http://{}/api/v1/alerts?state=firing", children[0].0.http)).send().await {
+                    Ok(r) => r.json::<Vec<serde_json::Value>>().await.unwrap_or_default().iter().map(|a| format!("{}@{}", a["rule"].as_str().unwrap_or("?"), a["zone"].as_str().unwrap_or("-"))).collect(),
+                    Err(_) => Vec::new(),
+                };
+                line.push_str(&format!("  firing [{}]", firing.join(", ")));
                 if line != last_line {
                     println!("[status] {line}");
                     last_line = line;
@@ -288,6 +327,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         }
     }
     println!("\nstopping...");
+    demo_cancel.cancel();
     for (_, child) in &children {
         if let Some(pid) = child
             .id()
