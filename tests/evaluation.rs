@@ -1,9 +1,10 @@
 //! Rule evaluation end to end: 3 nodes whose embedded stores scrape an exporter served by the
-//! test, one worker per zone evaluating through its zone's node, a rule applied through the
-//! API. The alert goes pending then firing; the zone of the evaluating worker is killed and
-//! the new owner continues (same `active_at`, no resolve, evaluation gap ≤ interval + 3 s);
+//! test, two workers per zone evaluating through their zone's node, a rule applied through
+//! the API. The alert goes pending then firing; the evaluating worker is paused past its lease
+//! and resumed (the group moves; it stops acting); then the zone of the new owner is killed;
+//! each new owner continues (same `active_at`, no resolve, evaluation gap ≤ interval + 3 s);
 //! the condition clears and the alert resolves. The fencing audit over every applied entry
-//! finds nothing.
+//! finds no write applied with a stale epoch.
 
 mod support;
 
@@ -76,12 +77,18 @@ async fn alerts_fire_survive_a_zone_loss_and_resolve() {
     for n in &mut nodes {
         n.start();
     }
+    // Two workers per zone, each evaluating through its zone's node: one paused worker is then
+    // an ordinary dead worker (its shards move), not a dead zone.
     let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
         .iter()
         .zip(&nodes)
-        .map(|(z, n)| {
-            WorkerProc::new(dir.path(), &format!("w-{z}"), z, &nodes, None)
-                .arg(format!("--datasource=http://{}", n.http))
+        .flat_map(|(z, n)| {
+            (1..=2)
+                .map(|k| {
+                    WorkerProc::new(dir.path(), &format!("w-{z}-{k}"), z, &nodes, None)
+                        .arg(format!("--datasource=http://{}", n.http))
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     for w in &mut workers {
@@ -148,19 +155,23 @@ async fn alerts_fire_survive_a_zone_loss_and_resolve() {
         format!("load is 10 on {target}")
     );
 
-    // Kill the zone whose worker evaluates the group; another worker takes over.
-    let zone = firing["zone"].as_str().unwrap().to_string();
-    let owner = firing["worker"].as_str().unwrap().to_string();
-    for w in workers.iter_mut().filter(|w| w.zone == zone) {
-        w.kill().await;
-    }
+    // 1. Pause the evaluating worker past its lease (all zones healthy): the group moves to
+    // another worker; once resumed, the paused worker stops acting (it fences itself or the
+    // store refuses its stale epoch), and the audit below proves no write of its old epoch
+    // was applied.
+    let paused = firing["worker"].as_str().unwrap().to_string();
+    let w = workers
+        .iter()
+        .find(|w| w.id == paused)
+        .expect("the owner is one of ours");
+    support::signal(w.pid(), "STOP");
     let moved = wait_for(
         Duration::from_secs(30),
-        "the group evaluated by another worker",
+        "the group moved off the paused worker",
         || async {
             high_load(&nodes)
                 .await
-                .filter(|a| a["worker"].as_str().is_some_and(|w| w != owner))
+                .filter(|a| a["worker"].as_str().is_some_and(|x| x != paused))
         },
     )
     .await;
@@ -174,6 +185,43 @@ async fn alerts_fire_survive_a_zone_loss_and_resolve() {
         "for timers continue from the stored active_at"
     );
     assert_eq!(moved["fired_at_ms"].as_i64(), Some(fired));
+    let resumed_at = w.log().len();
+    support::signal(w.pid(), "CONT");
+    wait_for(
+        Duration::from_secs(15),
+        "the resumed worker to stop acting",
+        || async {
+            let log = w.log();
+            let tail = &log[resumed_at..];
+            (tail.contains("fencing myself")
+                || tail.contains("refused our epoch")
+                || tail.contains("ownership shards=0"))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // 2. Kill the whole zone of the worker that now evaluates the group.
+    let zone = moved["zone"].as_str().unwrap().to_string();
+    for w in workers.iter_mut().filter(|w| w.zone == zone) {
+        w.kill().await;
+    }
+    let again = wait_for(
+        Duration::from_secs(30),
+        "the group evaluated in another zone",
+        || async {
+            high_load(&nodes)
+                .await
+                .filter(|a| a["zone"].as_str().is_some_and(|z| z != zone))
+        },
+    )
+    .await;
+    assert_eq!(
+        again["state"], "firing",
+        "no resolve across the zone loss: {again}"
+    );
+    assert_eq!(again["active_at_ms"].as_i64(), Some(active));
+    assert_eq!(again["fired_at_ms"].as_i64(), Some(fired));
     // Let the new owner evaluate a few times, then clear the condition.
     tokio::time::sleep(Duration::from_secs(3)).await; // observation window for evaluation gaps
     load.store(1.0f64.to_bits(), Ordering::Relaxed);
