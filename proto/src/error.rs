@@ -141,7 +141,10 @@ impl ServiceError {
             Some("fatal") => Self::Fatal(strip(&text, "fatal: ")),
             Some("internal") => Self::Internal(strip(&text, "internal: ")),
             _ => match status.code() {
-                Code::DeadlineExceeded | Code::Cancelled => Self::Timeout(text),
+                Code::DeadlineExceeded => Self::Timeout(text),
+                // A transport-level cancel (the peer's connection was reset, e.g. the node
+                // died mid-call) is ambiguous, not a deadline: retryable elsewhere.
+                Code::Cancelled => Self::Unavailable(text),
                 Code::InvalidArgument => Self::InvalidArgument {
                     field: String::new(),
                     reason: text,
@@ -234,5 +237,7 @@ mod tests {
             ServiceError::from_status(&Status::deadline_exceeded("t")),
             ServiceError::Timeout(_)
         ));
+        let cancelled = ServiceError::from_status(&Status::cancelled("operation was canceled"));
+        assert!(cancelled.is_retryable(), "a reset connection is retried elsewhere: {cancelled:?}");
     }
 }
