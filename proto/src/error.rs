@@ -238,6 +238,9 @@ mod tests {
             ServiceError::Timeout(_)
         ));
         let cancelled = ServiceError::from_status(&Status::cancelled("operation was canceled"));
-        assert!(cancelled.is_retryable(), "a reset connection is retried elsewhere: {cancelled:?}");
+        assert!(
+            cancelled.is_retryable(),
+            "a reset connection is retried elsewhere: {cancelled:?}"
+        );
     }
 }
