@@ -222,8 +222,31 @@ async fn alerts_fire_survive_a_zone_loss_and_resolve() {
     );
     assert_eq!(again["active_at_ms"].as_i64(), Some(active));
     assert_eq!(again["fired_at_ms"].as_i64(), Some(fired));
-    // Let the new owner evaluate a few times, then clear the condition.
-    tokio::time::sleep(Duration::from_secs(3)).await; // observation window for evaluation gaps
+    // Let the new owner commit three evaluations, then clear the condition.
+    let watermark = || async {
+        match client
+            .read(
+                &tocsin_state::model::Query::Watermarks { shard: None },
+                true,
+            )
+            .await
+            .ok()?
+            .1
+        {
+            tocsin_state::model::QueryResult::Watermarks(ws) => ws
+                .into_iter()
+                .find(|(g, _)| g.name == "load")
+                .map(|(_, w)| w.last_eval_ms),
+            _ => None,
+        }
+    };
+    let after_kill = wait_for(Duration::from_secs(10), "the group's watermark", watermark).await;
+    wait_for(
+        Duration::from_secs(30),
+        "three evaluations by the new owner",
+        || async { watermark().await.filter(|w| *w >= after_kill + 3 * 1000) },
+    )
+    .await;
     load.store(1.0f64.to_bits(), Ordering::Relaxed);
     wait_for(Duration::from_secs(30), "HighLoad resolved", || async {
         high_load(&nodes).await.filter(|a| a["state"] == "resolved")
