@@ -1,11 +1,14 @@
 //! The Redis query cache against a real Redis (`redis-server`, started by each test on a free
 //! loopback port).
 
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use support::{ChildGuard, free_port};
 
 use tocsin_alerter::datasource::cache::{CacheConfig, CachedDatasource};
 use tocsin_alerter::datasource::{
@@ -14,20 +17,6 @@ use tocsin_alerter::datasource::{
 use tocsin_alerter::promql::{ChunkedStore, Engine, EngineOptions, Labels, Value};
 
 const T0_MS: i64 = 1_710_028_800_000;
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// Starts `redis-server` on a free port and waits until it answers PING.
 fn start_redis() -> (ChildGuard, String) {

@@ -2,10 +2,12 @@
 //! remote write (from a sender written to the real protocol, and from a real Prometheus) and by
 //! scraping exporters served by the test; staleness, retention, and bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{ChildGuard, find_binary};
 
 use prost::Message;
 use tocsin_alerter::datasource::embedded::scrape::RawScrapeConfig;
@@ -632,29 +634,9 @@ async fn garbage_endless_and_flooding_targets_fail_alone() {
     while tasks.join_next().await.is_some() {}
 }
 
-fn find_binary(name: &str) -> PathBuf {
-    let fixed = Path::new("/usr/bin").join(name);
-    if fixed.exists() {
-        return fixed;
-    }
-    panic!(
-        "`{name}` not found: this test needs a real Prometheus. \
-         Install it with `apt-get install prometheus` (provides /usr/bin/prometheus)."
-    );
-}
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_remote_writes_into_the_store() {
-    let prometheus = find_binary("prometheus");
+    let prometheus = find_binary("prometheus", "prometheus");
     let s = serve(EmbeddedStoreConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -5,12 +5,14 @@
 //! The same dataset is loaded into Tocsin's embedded datasource, so every answer read from
 //! Prometheus through the client is also compared with the in-process engine's answer.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use support::{ChildGuard, find_binary, free_port};
 
 use tocsin_alerter::datasource::prometheus::RawBasicAuth;
 use tocsin_alerter::datasource::{
@@ -109,39 +111,6 @@ fn openmetrics(data: &Dataset) -> String {
     s
 }
 
-fn find_binary(name: &str) -> PathBuf {
-    let fixed = Path::new("/usr/bin").join(name);
-    if fixed.exists() {
-        return fixed;
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            if dir.join(name).exists() {
-                return dir.join(name);
-            }
-        }
-    }
-    panic!(
-        "`{name}` not found: the datasource tests need a real Prometheus. \
-         Install it with `apt-get install prometheus` (provides /usr/bin/prometheus and /usr/bin/promtool)."
-    );
-}
-
-/// Kills and reaps the Prometheus child however the test ends.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
 fn ready(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -165,8 +134,8 @@ struct Fixture {
 
 impl Fixture {
     fn start() -> Self {
-        let prometheus = find_binary("prometheus");
-        let promtool = find_binary("promtool");
+        let prometheus = find_binary("prometheus", "prometheus");
+        let promtool = find_binary("promtool", "prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dataset();
         let om = dir.path().join("data.om.txt");

@@ -3,11 +3,14 @@
 //! the `groupKey` and `receiver` of every webhook payload must equal what our routing tree
 //! computes for the same labels. Fails (does not skip) when Alertmanager is missing.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::free_port;
 
 use tocsin_alerter::notify::config::load;
 use tocsin_alerter::notify::route::RouteTree;
@@ -20,14 +23,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn ready(port: u16) -> bool {

@@ -7,13 +7,16 @@
 //! several times and as two range queries; results must agree (values to 1e-9 relative, NaN
 //! equal to NaN, label sets exactly, `sort*` order, error vs error).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{ChildGuard, find_binary, free_port};
 
 use tocsin_alerter::promql::{ChunkedStore, Engine, EngineOptions, Labels, MemStore, Value};
 
@@ -273,40 +276,6 @@ fn openmetrics(data: &Dataset) -> String {
     s
 }
 
-fn find_binary(name: &str) -> PathBuf {
-    let fixed = Path::new("/usr/bin").join(name);
-    if fixed.exists() {
-        return fixed;
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join(name);
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "`{name}` not found: this differential test needs real Prometheus. \
-         Install it with `apt-get install prometheus` (provides /usr/bin/prometheus and /usr/bin/promtool)."
-    );
-}
-
-/// Kills and reaps the Prometheus child however the test ends.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
 fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
@@ -542,8 +511,8 @@ fn summarize(o: &Outcome) -> String {
 }
 
 fn start_prometheus(dir: &Path, data: &Dataset) -> (ChildGuard, u16) {
-    let prometheus = find_binary("prometheus");
-    let promtool = find_binary("promtool");
+    let prometheus = find_binary("prometheus", "prometheus");
+    let promtool = find_binary("promtool", "prometheus");
     let om = dir.join("data.om.txt");
     std::fs::write(&om, openmetrics(data)).expect("write openmetrics");
     let tsdb = dir.join("tsdb");

@@ -2,24 +2,13 @@
 //! on every file in `tests/data/rules/`. Both must agree on pass/fail for each file; files
 //! are named `good_*` or `bad_*` so the expectation is also checked against intent.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
+use support::promtool;
 
 use tocsin_alerter::rules::check_files;
-
-fn promtool() -> &'static str {
-    let path = "/usr/bin/promtool";
-    assert!(
-        std::path::Path::new(path).exists()
-            || Command::new("promtool").arg("--version").output().is_ok(),
-        "promtool is missing: run `apt-get install prometheus` (Debian's prometheus 2.42 package) to run this differential test"
-    );
-    if std::path::Path::new(path).exists() {
-        path
-    } else {
-        "promtool"
-    }
-}
 
 #[test]
 fn checker_agrees_with_promtool() {
@@ -45,7 +34,7 @@ fn checker_agrees_with_promtool() {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_owned();
-        let out = Command::new(promtool)
+        let out = Command::new(&promtool)
             .current_dir(&dir)
             .args(["check", "rules", &name])
             .output()
@@ -204,7 +193,7 @@ fn template_parse_errors_agree_with_promtool() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.yml");
     std::fs::write(&path, &rules).unwrap();
-    let out = Command::new(promtool)
+    let out = Command::new(&promtool)
         .args(["check", "rules"])
         .arg(&path)
         .output()

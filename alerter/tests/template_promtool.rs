@@ -4,9 +4,12 @@
 //! rules` file expects, as that annotation, exactly what OUR renderer produces for the same
 //! labels and value. `promtool` passing proves Prometheus renders the same text.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::Command;
+use support::promtool;
 
 use tocsin_alerter::template::{AlertContext, Limits, Template};
 
@@ -351,20 +354,6 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("string serializes")
 }
 
-fn promtool() -> &'static str {
-    let path = "/usr/bin/promtool";
-    assert!(
-        std::path::Path::new(path).exists()
-            || Command::new("promtool").arg("--version").output().is_ok(),
-        "promtool is missing: run `apt-get install prometheus` (Debian's prometheus 2.42 package) to run this differential test"
-    );
-    if std::path::Path::new(path).exists() {
-        path
-    } else {
-        "promtool"
-    }
-}
-
 #[test]
 fn templates_render_like_prometheus() {
     let promtool = promtool();
@@ -428,7 +417,7 @@ fn templates_render_like_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
     std::fs::write(dir.path().join("test.yml"), &tests).unwrap();
-    let out = Command::new(promtool)
+    let out = Command::new(&promtool)
         .current_dir(dir.path())
         .args(["test", "rules", "test.yml"])
         .output()
@@ -528,7 +517,7 @@ fn templates_fail_where_prometheus_fails() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
     std::fs::write(dir.path().join("test.yml"), &tests).unwrap();
-    let out = Command::new(promtool)
+    let out = Command::new(&promtool)
         .current_dir(dir.path())
         .args(["test", "rules", "test.yml"])
         .output()

@@ -5,8 +5,11 @@
 //! terminal) must be identical except for the files listed in [`WORDING_DIFFERS`], whose
 //! messages come from components worded differently (YAML decoder, PromQL parser).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use support::promtool;
 
 use tocsin_alerter::unittest::{UnitTestOptions, run_files};
 
@@ -34,25 +37,6 @@ const WORDING_DIFFERS: &[(&str, &str)] = &[
         "series-notation errors are worded by our parser",
     ),
 ];
-
-fn promtool() -> PathBuf {
-    for p in ["/usr/bin/promtool", "/usr/local/bin/promtool"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    let found = Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "promtool is missing: run `apt-get install prometheus` (Debian's prometheus 2.42 package) to run this differential test"
-    );
-    PathBuf::from("promtool")
-}
 
 /// Runs promtool with stdout and stderr on one pipe, so the interleaving is preserved.
 fn run_promtool(promtool: &Path, file: &Path) -> (bool, String) {
