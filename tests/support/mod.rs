@@ -41,6 +41,28 @@ where
     }
 }
 
+/// Spawns `tocsin ARGS` with stdout and stderr appended to `log`, killed if dropped.
+fn spawn_logged(args: &[String], log: &Path, filter: &str) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(bin())
+        .args(args)
+        .env("TOCSIN_LOG", filter)
+        .stdout(file.try_clone().expect("clone log"))
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "spawn tocsin {}: {e}",
+                args.first().map_or("", String::as_str)
+            )
+        })
+}
+
 /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to a process.
 pub fn signal(pid: u32, sig: &str) {
     let status = std::process::Command::new("kill")
@@ -64,20 +86,7 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts (or restarts) the process with its recorded arguments; stderr goes to its log.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(bin())
-            .args(&self.args)
-            .env("TOCSIN_LOG", "info,openraft=warn")
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn tocsin node");
-        self.child = Some(child);
+        self.child = Some(spawn_logged(&self.args, &self.log, "info,openraft=warn"));
     }
 
     /// The process id.
@@ -203,20 +212,7 @@ impl WorkerProc {
 
     /// Starts the process.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(bin())
-            .args(&self.args)
-            .env("TOCSIN_LOG", "info")
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn tocsin worker");
-        self.child = Some(child);
+        self.child = Some(spawn_logged(&self.args, &self.log, "info"));
     }
 
     /// The process id.
