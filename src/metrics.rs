@@ -229,7 +229,7 @@ impl Collector for BalancerCollector {
             MetricType::Gauge,
         )?;
         for z in &view.zones {
-            let s = format!("{:?}", z.state).to_lowercase();
+            let s = z.state.as_str().to_string();
             ConstGauge::new(1i64).encode(state.encode_family(&ZoneStateLabels {
                 zone: z.zone.to_string(),
                 state: s,

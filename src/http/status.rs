@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use tocsin_state::model::{Query, QueryResult, ShardKind, ZoneState};
+use tocsin_state::model::{Query, QueryResult};
 use tocsin_state::service::cluster_info;
 
 use super::AppState;
@@ -110,15 +110,6 @@ pub struct ShardsView {
     pub assigned: usize,
 }
 
-fn zone_state(s: ZoneState) -> &'static str {
-    match s {
-        ZoneState::Healthy => "healthy",
-        ZoneState::Degraded => "degraded",
-        ZoneState::Drained => "drained",
-        ZoneState::Probation => "probation",
-    }
-}
-
 /// Builds the status from the local node (no quorum round: status must answer even when the
 /// cluster has no leader).
 pub fn build(s: &AppState) -> Status {
@@ -139,12 +130,10 @@ pub fn build(s: &AppState) -> Status {
     };
     let mut owned: BTreeMap<String, usize> = BTreeMap::new();
     let mut assigned = 0;
-    for (shard, a) in &assignments {
+    for (_, a) in &assignments {
         if let Some(w) = &a.owner {
             *owned.entry(w.to_string()).or_default() += 1;
-            if matches!(shard.kind, ShardKind::Eval | ShardKind::Notify) {
-                assigned += 1;
-            }
+            assigned += 1;
         }
     }
     Status {
@@ -175,7 +164,7 @@ pub fn build(s: &AppState) -> Status {
                 .iter()
                 .map(|z| ZoneView {
                     zone: z.zone.to_string(),
-                    state: zone_state(z.state).into(),
+                    state: z.state.as_str().into(),
                     score: z.score,
                     weight: z.weight,
                     signals: Some(SignalsView {
@@ -198,7 +187,7 @@ pub fn build(s: &AppState) -> Status {
                 .into_iter()
                 .map(|(z, r)| ZoneView {
                     zone: z.to_string(),
-                    state: zone_state(r.state).into(),
+                    state: r.state.as_str().into(),
                     score: r.score,
                     weight: r.weight,
                     signals: None,

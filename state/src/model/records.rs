@@ -331,6 +331,18 @@ pub enum ZoneState {
     Probation,
 }
 
+impl ZoneState {
+    /// The state's name as the API, metrics and CLI show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneState::Healthy => "healthy",
+            ZoneState::Degraded => "degraded",
+            ZoneState::Drained => "drained",
+            ZoneState::Probation => "probation",
+        }
+    }
+}
+
 /// The balancer's committed view of a zone, so a new leader resumes timers and quarantine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ZoneRecord {
