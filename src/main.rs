@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 /// Exit code for invalid configuration or usage.
 const EXIT_USAGE: i32 = 2;
 /// Exit code when the Raft core failed fatally (a supervisor should restart the node).
-const EXIT_FATAL: i32 = 3;
+pub(crate) const EXIT_FATAL: i32 = 3;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -9,8 +9,13 @@ use std::time::Duration;
 use clap::Args;
 use tocsin_alerter::datasource::{RawDatasourceConfig, RawPrometheusConfig};
 use tocsin_alerter::eval::EvalOptions;
+use tocsin_alerter::notify::config::Config;
+use tocsin_alerter::notify::deliver::build::{self, ChannelOptions};
+use tocsin_alerter::notify::deliver::channel::Channel;
+use tocsin_alerter::notify::deliver::retry::RetryPolicy;
 use tocsin_alerter::worker::evaluator::DatasourceEvaluator;
 use tocsin_alerter::worker::group::GroupCtx;
+use tocsin_alerter::worker::notify::{self, ChannelFactory, NotifyCtx};
 use tocsin_alerter::worker::runner;
 use tocsin_alerter::worker::session::{self, SessionConfig, WorkStats};
 use tocsin_balancer::BalancerConfig;
@@ -58,6 +63,31 @@ pub struct WorkerArgs {
     /// Most datasource queries in flight from this worker.
     #[arg(long, default_value_t = 16)]
     max_concurrent_queries: usize,
+    /// Base URL of Tocsin's HTTP API for links in notifications.
+    #[arg(long, default_value = "http://127.0.0.1:9101")]
+    external_url: String,
+    /// How long a notification claimed by another (possibly dead) worker is trusted before a
+    /// channel without provider-side dedup (SMS, Slack) sends it again, milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    claim_timeout_ms: u64,
+    /// Deadline of one request to a notification provider, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    provider_timeout_ms: u64,
+}
+
+/// Builds channels from the replicated config with the process's HTTP client.
+#[derive(Debug)]
+struct ConfigChannels {
+    http: reqwest::Client,
+    opts: ChannelOptions,
+}
+
+impl ChannelFactory for ConfigChannels {
+    fn build(&self, config: &Config, receiver: &str) -> Result<Vec<Arc<dyn Channel>>, String> {
+        build::channels(config, receiver, &self.http, &self.opts)
+            .map(|v| v.into_iter().map(Arc::from).collect())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Runs the worker until SIGTERM/SIGINT.
@@ -143,15 +173,47 @@ pub async fn run(args: WorkerArgs) -> i32 {
     let tracker = TaskTracker::new();
     let stats = Arc::new(WorkStats::default());
     let mut ownership = session::start(config, stats.clone(), cancel.clone(), &tracker);
+    let client = match StoreClient::new(args.join.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tocsin: invalid --join: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_millis(args.provider_timeout_ms))
+        .build()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("tocsin: cannot build the HTTP client: {e}");
+            return crate::EXIT_FATAL;
+        }
+    };
+    let notify = NotifyCtx {
+        client: client.clone(),
+        worker: worker.clone(),
+        channels: Arc::new(ConfigChannels {
+            http,
+            opts: ChannelOptions {
+                external_url: args.external_url.clone(),
+                request_timeout: Duration::from_millis(args.provider_timeout_ms),
+                ..ChannelOptions::default()
+            },
+        }),
+        retry: RetryPolicy::default(),
+        claim_timeout: Duration::from_millis(args.claim_timeout_ms),
+        external_url: args.external_url.clone(),
+        now_ms: crate::clock::wall_ms,
+    };
+    tracker.spawn(notify::run(
+        notify,
+        ownership.clone(),
+        cancel.clone(),
+        tracker.clone(),
+    ));
     match datasource {
         Some(ds) => {
-            let client = match StoreClient::new(args.join.clone()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("tocsin: invalid --join: {e}");
-                    return EXIT_USAGE;
-                }
-            };
             let evaluator = DatasourceEvaluator::new(
                 ds,
                 EvalOptions::default(),

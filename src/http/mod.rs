@@ -1,6 +1,7 @@
 //! The node's HTTP API: health, readiness, metrics and status (DESIGN.md §9).
 
 pub mod alerts;
+pub mod notify;
 pub mod rules;
 pub mod status;
 
@@ -11,7 +12,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, post, put};
 use tocsin_state::client::StoreClient;
 use tocsin_state::node::StoreNode;
 
@@ -41,6 +42,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/alerts", get(alerts::get_alerts))
         .route("/api/v1/rules", get(rules::get_rules).put(rules::put_all))
+        .route(
+            "/api/v1/notify/config",
+            get(notify::get_config).put(notify::put_config),
+        )
+        .route("/api/v1/notifications", get(notify::get_notifications))
+        .route(
+            "/api/v1/silences",
+            get(notify::get_silences).post(notify::post_silence),
+        )
+        .route("/api/v1/silences/{id}", delete(notify::delete_silence))
+        .route("/api/v1/acks", post(notify::post_ack))
         .route(
             "/api/v1/rules/{namespace}",
             put(rules::put_namespace).delete(rules::delete_namespace),

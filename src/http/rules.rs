@@ -155,7 +155,7 @@ struct Applied {
     rules: usize,
 }
 
-async fn commit(s: &AppState, command: Command) -> Result<u64, Response> {
+pub(crate) async fn commit(s: &AppState, command: Command) -> Result<u64, Response> {
     let (index, results) = s.client.propose(vec![command]).await.map_err(store_error)?;
     match results.into_iter().next() {
         Some(Ok(_)) => Ok(index),

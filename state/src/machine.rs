@@ -14,25 +14,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     Ack, AlertInstance, AlertUpdate, ApplyStats, Assignment, Command, CommandError, CommandOk,
-    CommandResult, DeliveryState, Epoch, Fingerprint, GroupKey, GroupWatermark, NotificationKey,
-    OutboxEntry, OutboxOp, Query, QueryResult, RuleSet, ShardId, ShardKind, ShardLayout, ShardOp,
-    Silence, WorkerId, WorkerInfo, ZoneId, ZoneRecord,
+    CommandResult, DeliveryState, Epoch, Fingerprint, GroupKey, GroupWatermark, Notification,
+    NotificationKey, NotifyConfigRecord, NotifyLog, OutboxEntry, OutboxOp, OutboxSlot,
+    OutboxStream, Query, QueryResult, RuleSet, ShardId, ShardKind, ShardLayout, ShardOp, Silence,
+    WorkerId, WorkerInfo, ZoneId, ZoneRecord,
 };
 
 /// Most alert updates accepted in one evaluation cycle command; bounds one entry's size.
 pub const MAX_UPDATES_PER_CYCLE: usize = 100_000;
 
-/// One notification stream's outbox: the entry being worked on, the newer one waiting behind
-/// it, and the last one delivered (the notification log).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct OutboxSlot {
-    /// The entry to send next (pending) or being sent (claimed).
-    pub head: Option<OutboxEntry>,
-    /// A newer notification queued behind a claimed head; replaced by anything newer.
-    pub queued: Option<OutboxEntry>,
-    /// The last delivered (or dead) entry.
-    pub last: Option<OutboxEntry>,
-}
+/// Most delivery units one receiver may have (integrations plus one SMS chain).
+pub const MAX_DELIVERY_UNITS: usize = 64;
 
 /// The replicated state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -44,7 +36,8 @@ pub struct Machine {
     /// Eval shard index → (group, fingerprint) → instance.
     alerts: BTreeMap<u16, BTreeMap<(GroupKey, Fingerprint), AlertInstance>>,
     watermarks: BTreeMap<GroupKey, GroupWatermark>,
-    outbox: BTreeMap<NotificationKey, OutboxSlot>,
+    outbox: BTreeMap<NotificationKey, OutboxStream>,
+    notify_config: NotifyConfigRecord,
     silences: BTreeMap<String, Silence>,
     acks: BTreeMap<NotificationKey, Ack>,
     zones: BTreeMap<ZoneId, ZoneRecord>,
@@ -146,7 +139,7 @@ impl Machine {
                 self.rules.namespaces = namespaces.clone();
                 self.rules.version = index;
             }
-            Command::Shard { shard, epoch, op } => self.apply_shard(*shard, *epoch, op)?,
+            Command::Shard { shard, epoch, op } => self.apply_shard(index, *shard, *epoch, op)?,
             Command::PutSilence(s) => {
                 if s.id.is_empty() {
                     return Err(CommandError::invalid("silence.id", "must not be empty"));
@@ -175,6 +168,15 @@ impl Machine {
             }
             Command::Ack { key, ack } => {
                 self.acks.insert(key.clone(), ack.clone());
+            }
+            Command::SetNotifyConfig { source } => {
+                if source.trim().is_empty() {
+                    return Err(CommandError::invalid("source", "must not be empty"));
+                }
+                self.notify_config = NotifyConfigRecord {
+                    source: source.clone(),
+                    version: index,
+                };
             }
         }
         ok
@@ -235,6 +237,7 @@ impl Machine {
 
     fn apply_shard(
         &mut self,
+        index: u64,
         shard: ShardId,
         epoch: Epoch,
         op: &ShardOp,
@@ -315,11 +318,41 @@ impl Machine {
                         format!("notification stream does not belong to shard {shard}"),
                     ));
                 }
-                let slot = self.outbox.entry(key.clone()).or_default();
-                apply_outbox(slot, op, epoch)?;
+                let stream = self.outbox.entry(key.clone()).or_default();
+                apply_outbox(stream, op, epoch, index)?;
             }
         }
         Ok(())
+    }
+
+    /// The notification config.
+    pub fn notify_config(&self) -> &NotifyConfigRecord {
+        &self.notify_config
+    }
+
+    /// Every alert instance of every eval shard.
+    pub fn alerts(&self) -> impl Iterator<Item = &AlertInstance> {
+        self.alerts.values().flat_map(|m| m.values())
+    }
+
+    /// The outbox streams.
+    pub fn outbox(&self) -> &BTreeMap<NotificationKey, OutboxStream> {
+        &self.outbox
+    }
+
+    /// Silences.
+    pub fn silences(&self) -> impl Iterator<Item = &Silence> {
+        self.silences.values()
+    }
+
+    /// Acknowledgements.
+    pub fn acks(&self) -> &BTreeMap<NotificationKey, Ack> {
+        &self.acks
+    }
+
+    /// The shard layout.
+    pub fn layout(&self) -> &ShardLayout {
+        &self.layout
     }
 
     /// Answers a query from the current state.
@@ -354,16 +387,11 @@ impl Machine {
                 self.outbox
                     .iter()
                     .filter(|(k, _)| shard.is_none_or(|s| self.layout.notify_shard(k) == s))
-                    .map(|(k, slot)| {
-                        let entries = [&slot.head, &slot.queued, &slot.last]
-                            .into_iter()
-                            .flatten()
-                            .cloned()
-                            .collect();
-                        (k.clone(), entries)
-                    })
+                    .map(|(k, stream)| (k.clone(), stream.clone()))
                     .collect(),
             ),
+            Query::NotifyConfig => QueryResult::NotifyConfig(self.notify_config.clone()),
+            Query::Replica => QueryResult::Replica(Box::new(self.clone())),
             Query::Silences => QueryResult::Silences(self.silences.values().cloned().collect()),
             Query::Acks => QueryResult::Acks(
                 self.acks
@@ -415,17 +443,31 @@ impl Machine {
                 }
             }
         }
-        for (key, slot) in &self.outbox {
-            if slot.queued.is_some() && slot.head.is_none() {
-                return Err(format!("outbox {key:?} has a queued entry but no head"));
-            }
-            if let (Some(h), Some(q)) = (&slot.head, &slot.queued)
-                && q.seq <= h.seq
-            {
-                return Err(format!(
-                    "outbox {key:?} queued seq {} not after head {}",
-                    q.seq, h.seq
-                ));
+        for (key, stream) in &self.outbox {
+            for (unit, slot) in stream.units.iter().enumerate() {
+                if slot.queued.is_some() && slot.head.is_none() {
+                    return Err(format!(
+                        "outbox {key:?}/{unit} has a queued entry but no head"
+                    ));
+                }
+                if let (Some(h), Some(q)) = (&slot.head, &slot.queued)
+                    && q.seq <= h.seq
+                {
+                    return Err(format!(
+                        "outbox {key:?}/{unit} queued seq {} not after head {}",
+                        q.seq, h.seq
+                    ));
+                }
+                let newest = [&slot.head, &slot.queued, &slot.last]
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e.seq)
+                    .max();
+                if newest.is_some_and(|n| n > stream.seq) {
+                    return Err(format!(
+                        "outbox {key:?}/{unit} has an entry after the stream seq"
+                    ));
+                }
             }
         }
         Ok(())
@@ -460,32 +502,108 @@ fn check_groups(
     Ok(())
 }
 
-fn apply_outbox(slot: &mut OutboxSlot, op: &OutboxOp, epoch: Epoch) -> Result<(), CommandError> {
-    let head_seq = slot.head.as_ref().map(|h| h.seq);
-    let check_head = |seq: u64| -> Result<(), CommandError> {
-        if head_seq != Some(seq) {
+fn apply_outbox(
+    stream: &mut OutboxStream,
+    op: &OutboxOp,
+    epoch: Epoch,
+    index: u64,
+) -> Result<(), CommandError> {
+    let (unit, seq) = match op {
+        OutboxOp::Enqueue {
+            notification,
+            log,
+            units,
+        } => return enqueue(stream, notification, log, *units, index),
+        OutboxOp::Claim { unit, seq, .. }
+        | OutboxOp::Delivered { unit, seq, .. }
+        | OutboxOp::Retry { unit, seq, .. }
+        | OutboxOp::Dead { unit, seq, .. } => (*unit, *seq),
+    };
+    let units = stream.units.len();
+    let slot = stream.units.get_mut(usize::from(unit)).ok_or_else(|| {
+        CommandError::invalid("unit", format!("the stream has {units} delivery units"))
+    })?;
+    let head = match slot.head.as_mut() {
+        Some(h) if h.seq == seq => h,
+        other => {
             return Err(CommandError::Conflict(format!(
-                "outbox head is {head_seq:?}, not {seq}"
+                "outbox head of unit {unit} is {:?}, not {seq}",
+                other.map(|h| h.seq)
             )));
         }
-        Ok(())
     };
     match op {
-        OutboxOp::Enqueue(n) => {
-            // The sequence orders deliveries of one stream; enqueue time is the due time's proxy.
-            let seq = [slot.head.as_ref(), slot.queued.as_ref(), slot.last.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|e| e.seq)
-                .max()
-                .unwrap_or(0)
-                + 1;
+        OutboxOp::Enqueue { .. } => {}
+        OutboxOp::Claim { worker, at_ms, .. } => {
+            head.state = DeliveryState::Claimed {
+                worker: worker.clone(),
+                epoch,
+                at_ms: *at_ms,
+            };
+            head.attempts += 1;
+        }
+        OutboxOp::Delivered {
+            provider_id, at_ms, ..
+        } => {
+            head.state = DeliveryState::Delivered {
+                provider_id: provider_id.clone(),
+                at_ms: *at_ms,
+            };
+            slot.last = slot.head.take();
+            slot.head = slot.queued.take();
+        }
+        OutboxOp::Retry {
+            next_attempt_ms, ..
+        } => {
+            head.state = DeliveryState::Pending;
+            head.next_attempt_ms = *next_attempt_ms;
+            // A newer notification waiting behind a failed one supersedes it: a stale trigger
+            // is never sent after the resolve that followed it.
+            if let Some(q) = slot.queued.take() {
+                slot.head = Some(q);
+            }
+        }
+        OutboxOp::Dead { reason, at_ms, .. } => {
+            head.state = DeliveryState::Dead {
+                reason: reason.clone(),
+                at_ms: *at_ms,
+            };
+            slot.last = slot.head.take();
+            slot.head = slot.queued.take();
+        }
+    }
+    Ok(())
+}
+
+/// Queues a notification on every unit of the stream and records the log.
+fn enqueue(
+    stream: &mut OutboxStream,
+    notification: &Notification,
+    log: &NotifyLog,
+    units: u16,
+    index: u64,
+) -> Result<(), CommandError> {
+    {
+        let units = &units;
+        if *units == 0 || usize::from(*units) > MAX_DELIVERY_UNITS {
+            return Err(CommandError::invalid(
+                "units",
+                format!("must be between 1 and {MAX_DELIVERY_UNITS}"),
+            ));
+        }
+        // The log index orders deliveries of the stream: always newer than anything before.
+        stream.seq = index.max(stream.seq + 1);
+        stream.log = Some(log.clone());
+        stream
+            .units
+            .resize_with(usize::from(*units), OutboxSlot::default);
+        for slot in &mut stream.units {
             let entry = OutboxEntry {
-                seq,
-                notification: n.clone(),
+                seq: stream.seq,
+                notification: notification.clone(),
                 state: DeliveryState::Pending,
                 attempts: 0,
-                next_attempt_ms: n.due_ms,
+                next_attempt_ms: notification.due_ms,
             };
             match &slot.head {
                 // An unclaimed head is replaced: nobody has started sending it.
@@ -497,56 +615,8 @@ fn apply_outbox(slot: &mut OutboxSlot, op: &OutboxOp, epoch: Epoch) -> Result<()
                 Some(_) => slot.queued = Some(entry),
             }
         }
-        OutboxOp::Claim { seq, worker, at_ms } => {
-            check_head(*seq)?;
-            let head = slot.head.as_mut().expect("checked");
-            head.state = DeliveryState::Claimed {
-                worker: worker.clone(),
-                epoch,
-                at_ms: *at_ms,
-            };
-            head.attempts += 1;
-        }
-        OutboxOp::Delivered {
-            seq,
-            provider_id,
-            at_ms,
-        } => {
-            check_head(*seq)?;
-            let mut head = slot.head.take().expect("checked");
-            head.state = DeliveryState::Delivered {
-                provider_id: provider_id.clone(),
-                at_ms: *at_ms,
-            };
-            slot.last = Some(head);
-            slot.head = slot.queued.take();
-        }
-        OutboxOp::Retry {
-            seq,
-            next_attempt_ms,
-            ..
-        } => {
-            check_head(*seq)?;
-            let head = slot.head.as_mut().expect("checked");
-            head.state = DeliveryState::Pending;
-            head.next_attempt_ms = *next_attempt_ms;
-            // A newer notification waiting behind a failed one supersedes it.
-            if let Some(q) = slot.queued.take() {
-                slot.head = Some(q);
-            }
-        }
-        OutboxOp::Dead { seq, reason, at_ms } => {
-            check_head(*seq)?;
-            let mut head = slot.head.take().expect("checked");
-            head.state = DeliveryState::Dead {
-                reason: reason.clone(),
-                at_ms: *at_ms,
-            };
-            slot.last = Some(head);
-            slot.head = slot.queued.take();
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

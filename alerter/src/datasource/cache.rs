@@ -7,15 +7,15 @@
 //! slow Redis (each operation is bounded by `op_timeout`) falls through to the datasource and
 //! is counted. Without Redis configured, nothing wraps the datasource and nothing changes.
 //!
-//! Redis is spoken to directly (RESP2 `GET` and `SET … PX`), over one connection that is
-//! re-established after any error.
+//! Redis is spoken to with the `redis` crate (`GETRANGE`, so a reply is bounded, and
+//! `SET … PX`) over one multiplexed connection that is re-established after any error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
 use super::{
@@ -64,24 +64,21 @@ impl CacheStats {
 pub struct CachedDatasource {
     inner: Arc<dyn Datasource>,
     cfg: CacheConfig,
-    conn: Mutex<Option<BufReader<TcpStream>>>,
+    /// The Redis client, or why `cfg.addr` is not a Redis address (every lookup then fails
+    /// and is counted).
+    client: Result<redis::Client, String>,
+    conn: Mutex<Option<MultiplexedConnection>>,
     stats: CacheStats,
-}
-
-/// A Redis reply, as far as `GET`/`SET` need.
-#[derive(Debug, PartialEq, Eq)]
-enum Reply {
-    Ok,
-    Nil,
-    Bulk(Vec<u8>),
 }
 
 impl CachedDatasource {
     /// Wraps `inner`. No connection is made until the first query.
     pub fn new(inner: Arc<dyn Datasource>, cfg: CacheConfig) -> Self {
+        let client = redis::Client::open(redis_url(&cfg.addr)).map_err(|e| e.to_string());
         Self {
             inner,
             cfg,
+            client,
             conn: Mutex::new(None),
             stats: CacheStats::default(),
         }
@@ -98,28 +95,33 @@ impl CachedDatasource {
         format!("{KEY_PREFIX}{}:{}:{}", self.cfg.datasource, q.ts_ms, q.expr)
     }
 
-    /// Runs one command, bounded by `op_timeout`; drops the connection on any error.
-    async fn command(&self, args: &[&[u8]]) -> Result<Reply, String> {
+    /// Runs one command, bounded by `op_timeout` (connecting included); drops the connection
+    /// on any error.
+    async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
         let mut conn = self.conn.lock().await;
+        let op_timeout = self.cfg.op_timeout;
         let run = async {
             if conn.is_none() {
-                let s = TcpStream::connect(&self.cfg.addr)
+                let client = self.client.as_ref().map_err(|e| format!("address: {e}"))?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(op_timeout))
+                    .set_response_timeout(Some(op_timeout));
+                let c = client
+                    .get_multiplexed_async_connection_with_config(&config)
                     .await
                     .map_err(|e| format!("connect {}: {e}", self.cfg.addr))?;
-                *conn = Some(BufReader::new(s));
+                *conn = Some(c);
             }
             let Some(c) = conn.as_mut() else {
                 return Err("no connection".to_string());
             };
-            c.get_mut()
-                .write_all(&encode_command(args))
+            cmd.query_async::<T>(c)
                 .await
-                .map_err(|e| format!("write: {e}"))?;
-            read_reply(c).await
+                .map_err(|e| format!("redis: {e}"))
         };
-        let out = match tokio::time::timeout(self.cfg.op_timeout, run).await {
+        let out = match tokio::time::timeout(op_timeout, run).await {
             Ok(r) => r,
-            Err(_) => Err(format!("no answer within {:?}", self.cfg.op_timeout)),
+            Err(_) => Err(format!("no answer within {op_timeout:?}")),
         };
         if out.is_err() {
             *conn = None;
@@ -128,15 +130,26 @@ impl CachedDatasource {
     }
 
     async fn lookup(&self, key: &str) -> Option<QueryOutput> {
-        match self.command(&[b"GET", key.as_bytes()]).await {
-            Ok(Reply::Bulk(body)) => match wire::parse_answer(200, &body, Duration::ZERO) {
+        // At most one byte past the cap is read: an answer that long was never stored by us.
+        let mut get = redis::cmd("GETRANGE");
+        get.arg(key).arg(0).arg(CACHED_ANSWER_BYTES_MAX);
+        match self.command::<Vec<u8>>(&get).await {
+            // A missing key reads as empty, and an empty answer is never stored.
+            Ok(body) if body.is_empty() => None,
+            Ok(body) if body.len() > CACHED_ANSWER_BYTES_MAX => {
+                self.error(
+                    "cache lookup failed",
+                    &format!("cached value exceeds the cap of {CACHED_ANSWER_BYTES_MAX} bytes"),
+                );
+                None
+            }
+            Ok(body) => match wire::parse_answer(200, &body, Duration::ZERO) {
                 Ok(out) => Some(out),
                 Err(e) => {
                     self.error("unreadable cached answer", &e.to_string());
                     None
                 }
             },
-            Ok(_) => None,
             Err(e) => {
                 self.error("cache lookup failed", &e);
                 None
@@ -149,15 +162,12 @@ impl CachedDatasource {
         if body.len() > CACHED_ANSWER_BYTES_MAX {
             return;
         }
-        let ttl = self.cfg.ttl.as_millis().max(1).to_string();
-        let args: [&[u8]; 5] = [
-            b"SET",
-            key.as_bytes(),
-            body.as_bytes(),
-            b"PX",
-            ttl.as_bytes(),
-        ];
-        if let Err(e) = self.command(&args).await {
+        let ttl_ms = u64::try_from(self.cfg.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(body).arg("PX").arg(ttl_ms);
+        if let Err(e) = self.command::<()>(&set).await {
             self.error("cache store failed", &e);
         }
     }
@@ -168,49 +178,9 @@ impl CachedDatasource {
     }
 }
 
-fn encode_command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-async fn read_reply(c: &mut BufReader<TcpStream>) -> Result<Reply, String> {
-    let mut line = Vec::new();
-    // A status line is short; bound it so a wrong server cannot feed an endless line.
-    (&mut *c)
-        .take(1024)
-        .read_until(b'\n', &mut line)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&line);
-    let text = text.trim_end();
-    match text.as_bytes().first() {
-        Some(b'+') => Ok(Reply::Ok),
-        Some(b'-') => Err(format!("redis error: {}", &text[1..])),
-        Some(b'$') => {
-            let n: i64 = text[1..]
-                .parse()
-                .map_err(|_| format!("bad reply {text:?}"))?;
-            if n < 0 {
-                return Ok(Reply::Nil);
-            }
-            let n = usize::try_from(n).map_err(|_| "bad length".to_string())?;
-            if n > CACHED_ANSWER_BYTES_MAX {
-                return Err(format!("cached value of {n} bytes exceeds the cap"));
-            }
-            let mut buf = vec![0u8; n + 2];
-            c.read_exact(&mut buf)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            buf.truncate(n);
-            Ok(Reply::Bulk(buf))
-        }
-        _ => Err(format!("unexpected reply {text:?}")),
-    }
+/// The `redis://` URL of a `host:port` address.
+fn redis_url(addr: &str) -> String {
+    format!("redis://{addr}/")
 }
 
 impl Datasource for CachedDatasource {
@@ -240,10 +210,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commands_are_resp_arrays_of_bulk_strings() {
-        assert_eq!(
-            encode_command(&[b"GET", b"k:1"]),
-            b"*2\r\n$3\r\nGET\r\n$3\r\nk:1\r\n".to_vec()
-        );
+    fn addresses_become_redis_urls() {
+        assert_eq!(redis_url("127.0.0.1:6379"), "redis://127.0.0.1:6379/");
+        assert!(redis::Client::open(redis_url("[::1]:6379")).is_ok());
     }
 }

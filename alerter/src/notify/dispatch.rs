@@ -229,6 +229,16 @@ impl Dispatcher {
             .min()
     }
 
+    /// Every alert some group of this owner holds.
+    pub fn fingerprints(&self) -> impl Iterator<Item = Fingerprint> + '_ {
+        self.streams.values().flat_map(|s| s.group.fingerprints())
+    }
+
+    /// The route of a stream, if this owner holds it.
+    pub fn route(&self, key: &NotificationKey) -> Option<RouteId> {
+        self.streams.get(key).map(|s| s.route)
+    }
+
     /// The group of a stream, if this owner holds it.
     pub fn group(&self, key: &NotificationKey) -> Option<&AggrGroup> {
         self.streams.get(key).map(|s| &s.group)

@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use tocsin_state::model::{
-    Ack, AlertInstance, AlertState, Fingerprint, Notification, NotificationKey,
+    Ack, AlertInstance, AlertState, Fingerprint, Notification, NotificationKey, NotifyLog,
 };
 
 use super::route::RouteOpts;
@@ -99,6 +99,28 @@ pub struct NotifyLogEntry {
     pub at_ms: i64,
     /// When a notification last added a firing alert (ms); acks older than this are void.
     pub escalated_ms: i64,
+}
+
+impl From<&NotifyLog> for NotifyLogEntry {
+    fn from(l: &NotifyLog) -> Self {
+        Self {
+            firing: l.firing.iter().copied().collect(),
+            resolved: l.resolved.iter().copied().collect(),
+            at_ms: l.at_ms,
+            escalated_ms: l.escalated_ms,
+        }
+    }
+}
+
+impl From<&NotifyLogEntry> for NotifyLog {
+    fn from(l: &NotifyLogEntry) -> Self {
+        Self {
+            firing: l.firing.iter().copied().collect(),
+            resolved: l.resolved.iter().copied().collect(),
+            at_ms: l.at_ms,
+            escalated_ms: l.escalated_ms,
+        }
+    }
 }
 
 /// Why a flush notifies.

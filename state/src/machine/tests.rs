@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{AlertState, Notification, WorkerInfo};
+use crate::model::{AlertState, Notification, NotifyLog, WorkerInfo};
 
 fn worker(id: &str, zone: &str) -> WorkerInfo {
     WorkerInfo {
@@ -239,53 +239,123 @@ fn outbox_orders_and_replaces_pending() {
         payload: vec![],
         due_ms: 5,
     };
-    m.apply(3, &op(OutboxOp::Enqueue(n(false)))).unwrap();
-    // A newer notification replaces the unclaimed one.
-    m.apply(4, &op(OutboxOp::Enqueue(n(true)))).unwrap();
-    let QueryResult::Outbox(slots) = m.query(&Query::Outbox { shard: Some(shard) }) else {
-        panic!()
+    let enqueue = |resolved, units| OutboxOp::Enqueue {
+        notification: n(resolved),
+        log: NotifyLog {
+            firing: if resolved {
+                vec![]
+            } else {
+                vec![Fingerprint(1)]
+            },
+            resolved: vec![],
+            at_ms: 5,
+            escalated_ms: 5,
+        },
+        units,
     };
-    assert_eq!(slots[0].1.len(), 1);
-    assert!(slots[0].1[0].notification.resolved);
-    let seq = slots[0].1[0].seq;
+    let stream = |m: &Machine| {
+        let QueryResult::Outbox(streams) = m.query(&Query::Outbox { shard: Some(shard) }) else {
+            panic!()
+        };
+        assert_eq!(streams.len(), 1);
+        streams[0].1.clone()
+    };
+    m.apply(3, &op(enqueue(false, 2))).unwrap();
+    // A newer notification replaces the unclaimed one, on every unit.
+    m.apply(4, &op(enqueue(true, 2))).unwrap();
+    let s = stream(&m);
+    assert_eq!(s.units.len(), 2);
+    assert!(s.log.as_ref().unwrap().firing.is_empty());
+    for slot in &s.units {
+        let head = slot.head.as_ref().unwrap();
+        assert!(head.notification.resolved);
+        assert_eq!(head.seq, 4);
+        assert!(slot.queued.is_none());
+    }
+    // Units are independent: unit 0 is claimed, unit 1 is not.
     m.apply(
         5,
         &op(OutboxOp::Claim {
-            seq,
+            unit: 0,
+            seq: 4,
             worker: w1.clone(),
             at_ms: 6,
         }),
     )
     .unwrap();
-    // A newer one waits behind the claimed head.
-    m.apply(6, &op(OutboxOp::Enqueue(n(false)))).unwrap();
-    assert!(matches!(
-        m.apply(
-            7,
-            &op(OutboxOp::Delivered {
-                seq: seq + 1,
-                provider_id: None,
-                at_ms: 7
-            })
-        ),
-        Err(CommandError::Conflict(_))
-    ));
+    // A newer one waits behind the claimed head of unit 0, replaces the pending head of unit 1.
+    m.apply(6, &op(enqueue(false, 2))).unwrap();
+    let s = stream(&m);
+    assert_eq!(s.units[0].head.as_ref().unwrap().seq, 4);
+    assert_eq!(s.units[0].queued.as_ref().unwrap().seq, 6);
+    assert_eq!(s.units[1].head.as_ref().unwrap().seq, 6);
+    assert!(s.units[1].queued.is_none());
+    // Only the head can be delivered; unknown units are refused.
+    for bad in [
+        OutboxOp::Delivered {
+            unit: 0,
+            seq: 6,
+            provider_id: None,
+            at_ms: 7,
+        },
+        OutboxOp::Delivered {
+            unit: 2,
+            seq: 4,
+            provider_id: None,
+            at_ms: 7,
+        },
+    ] {
+        let before = m.digest();
+        assert!(m.apply(7, &op(bad)).is_err());
+        m.stats.refused -= 1;
+        assert_eq!(m.digest(), before);
+    }
     m.apply(
         8,
         &op(OutboxOp::Delivered {
-            seq,
+            unit: 0,
+            seq: 4,
             provider_id: Some("inc-1".into()),
             at_ms: 7,
         }),
     )
     .unwrap();
-    let QueryResult::Outbox(slots) = m.query(&Query::Outbox { shard: None }) else {
-        panic!()
-    };
-    let entries = &slots[0].1;
-    assert_eq!(entries[0].seq, seq + 1);
-    assert_eq!(entries[0].state, DeliveryState::Pending);
-    assert!(matches!(entries[1].state, DeliveryState::Delivered { .. }));
+    let s = stream(&m);
+    assert_eq!(s.units[0].head.as_ref().unwrap().seq, 6);
+    assert_eq!(
+        s.units[0].head.as_ref().unwrap().state,
+        DeliveryState::Pending
+    );
+    assert!(matches!(
+        s.units[0].last.as_ref().unwrap().state,
+        DeliveryState::Delivered { .. }
+    ));
+    // A retry of a claimed head that has a newer entry behind it is superseded by that entry.
+    m.apply(
+        9,
+        &op(OutboxOp::Claim {
+            unit: 1,
+            seq: 6,
+            worker: w1.clone(),
+            at_ms: 9,
+        }),
+    )
+    .unwrap();
+    m.apply(10, &op(enqueue(true, 2))).unwrap();
+    m.apply(
+        11,
+        &op(OutboxOp::Retry {
+            unit: 1,
+            seq: 6,
+            next_attempt_ms: 100,
+            reason: "503".into(),
+        }),
+    )
+    .unwrap();
+    let s = stream(&m);
+    let head = s.units[1].head.as_ref().unwrap();
+    assert_eq!(head.seq, 10);
+    assert!(head.notification.resolved);
     m.validate().unwrap();
 }
 

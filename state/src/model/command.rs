@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     Ack, AlertInstance, Assignment, GroupKey, GroupWatermark, Notification, NotificationKey,
-    OutboxEntry, RuleGroupRecord, RuleNamespace, RuleSet, ShardLayout, Silence, WorkerInfo,
-    ZoneRecord,
+    NotifyConfigRecord, NotifyLog, OutboxStream, RuleGroupRecord, RuleNamespace, RuleSet,
+    ShardLayout, Silence, WorkerInfo, ZoneRecord,
 };
 use tocsin_proto::ids::{Epoch, Fingerprint, ShardId, WorkerId, ZoneId};
 
@@ -51,6 +51,8 @@ pub enum Command {
     ExpireSilence { id: String, at_ms: i64 },
     /// Acknowledge a notification group.
     Ack { key: NotificationKey, ack: Ack },
+    /// Replace the notification config (`alertmanager.yml`, validated by the caller).
+    SetNotifyConfig { source: String },
 }
 
 /// What a shard owner does, fenced by its epoch.
@@ -80,28 +82,38 @@ pub enum AlertUpdate {
 /// Outbox protocol steps (DESIGN.md §7).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum OutboxOp {
-    /// Queue a notification; replaces a queued one that is not yet claimed.
-    Enqueue(Notification),
-    /// Claim the head entry `seq` for sending.
+    /// Queue a notification on each of the stream's `units` delivery units (replacing, per
+    /// unit, a queued one that is not yet claimed) and record `log` as what the stream last
+    /// notified.
+    Enqueue {
+        notification: Notification,
+        log: NotifyLog,
+        units: u16,
+    },
+    /// Claim unit `unit`'s head entry `seq` for sending.
     Claim {
+        unit: u16,
         seq: u64,
         worker: WorkerId,
         at_ms: i64,
     },
     /// The head entry `seq` was delivered.
     Delivered {
+        unit: u16,
         seq: u64,
         provider_id: Option<String>,
         at_ms: i64,
     },
     /// A retryable failure: back to pending, not before `next_attempt_ms`.
     Retry {
+        unit: u16,
         seq: u64,
         next_attempt_ms: i64,
         reason: String,
     },
     /// A permanent failure: dead-lettered.
     Dead {
+        unit: u16,
         seq: u64,
         reason: String,
         at_ms: i64,
@@ -166,6 +178,11 @@ pub enum Query {
     Outbox { shard: Option<ShardId> },
     /// Silences.
     Silences,
+    /// The notification config.
+    NotifyConfig,
+    /// The whole state machine, for a read replica that follows the watch stream from the
+    /// returned applied index (a worker's notify loop).
+    Replica,
     /// Acknowledgements.
     Acks,
     /// Zone records.
@@ -203,7 +220,11 @@ pub enum QueryResult {
     /// See [`Query::Watermarks`].
     Watermarks(Vec<(GroupKey, GroupWatermark)>),
     /// See [`Query::Outbox`]: per stream, the head, the queued entry and the last delivered.
-    Outbox(Vec<(NotificationKey, Vec<OutboxEntry>)>),
+    Outbox(Vec<(NotificationKey, OutboxStream)>),
+    /// See [`Query::NotifyConfig`].
+    NotifyConfig(NotifyConfigRecord),
+    /// See [`Query::Replica`].
+    Replica(Box<crate::machine::Machine>),
     /// See [`Query::Silences`].
     Silences(Vec<Silence>),
     /// See [`Query::Acks`].

@@ -10,9 +10,9 @@ pub use command::{
 };
 pub use records::{
     Ack, AlertInstance, AlertState, Assignment, ClusterInfo, DeliveryState, GroupKey,
-    GroupWatermark, MemberInfo, NodeInfo, Notification, NotificationKey, OutboxEntry,
-    RuleGroupRecord, RuleNamespace, RuleSet, ShardLayout, Silence, SilenceMatcher, WorkerInfo,
-    ZoneRecord, ZoneState,
+    GroupWatermark, MemberInfo, NodeInfo, Notification, NotificationKey, NotifyConfigRecord,
+    NotifyLog, OutboxEntry, OutboxSlot, OutboxStream, RuleGroupRecord, RuleNamespace, RuleSet,
+    ShardLayout, Silence, SilenceMatcher, WorkerInfo, ZoneRecord, ZoneState,
 };
 pub use tocsin_proto::ids::{
     Epoch, Fingerprint, NodeId, ShardId, ShardKind, WorkerId, ZoneId, stable_hash,

@@ -230,6 +230,20 @@ pub struct NotificationKey {
     pub group_key: String,
 }
 
+/// What a notification stream last notified (Alertmanager's nflog entry), committed with each
+/// enqueue so a new owner of the notify shard resumes the group's timers and dedup from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyLog {
+    /// Alerts reported firing, sorted.
+    pub firing: Vec<Fingerprint>,
+    /// Alerts reported resolved, sorted.
+    pub resolved: Vec<Fingerprint>,
+    /// When the notification was decided (ms).
+    pub at_ms: i64,
+    /// When a notification last added a firing alert (ms); acks older than this are void.
+    pub escalated_ms: i64,
+}
+
 /// A notification to deliver.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
@@ -276,6 +290,39 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// Earliest time for the next attempt, ms.
     pub next_attempt_ms: i64,
+}
+
+/// The outbox slot of one delivery unit of a stream: the entry being worked on, a newer one
+/// waiting behind a claimed head, and the last one delivered (or dead).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutboxSlot {
+    /// The entry to send next (pending) or being sent (claimed).
+    pub head: Option<OutboxEntry>,
+    /// A newer notification queued behind a claimed head; replaced by anything newer.
+    pub queued: Option<OutboxEntry>,
+    /// The last delivered (or dead) entry.
+    pub last: Option<OutboxEntry>,
+}
+
+/// One notification stream (receiver, group key): its notification log and one outbox slot per
+/// delivery unit of the receiver (DESIGN.md §7).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutboxStream {
+    /// What the stream last notified.
+    pub log: Option<NotifyLog>,
+    /// Sequence of the last enqueue; orders every delivery of the stream.
+    pub seq: u64,
+    /// Slots, indexed by delivery unit.
+    pub units: Vec<OutboxSlot>,
+}
+
+/// The replicated `alertmanager.yml` (validated by the API before it is proposed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyConfigRecord {
+    /// The YAML text as submitted.
+    pub source: String,
+    /// Log index of the command that set it (0: never set).
+    pub version: u64,
 }
 
 /// A silence matcher (Alertmanager semantics).

@@ -1,0 +1,765 @@
+//! The notify loop: a worker's owner side of every notify shard it holds (DESIGN.md §7).
+//!
+//! The loop keeps a **read replica** of the state machine: it reads the whole machine once at a
+//! linearizable index, then applies every change of the store's watch stream to it, so its
+//! view is exactly the committed state at some index — the alerts (for routing and
+//! inhibition), silences, acks, the notification log and the outbox. On any watch error it
+//! starts over from a fresh read.
+//!
+//! From that replica:
+//! - **Groups**: a [`Dispatcher`] holds the aggregation groups of the streams whose notify shard
+//!   this worker owns; committed alert transitions are routed in, and every flush is committed
+//!   as an outbox `Enqueue` (with the stream's new notification log) under the shard's epoch.
+//!   After a handoff or a config change the groups are rebuilt from the replicated log, so no
+//!   flush is repeated and none skipped.
+//! - **Outbox**: for each delivery unit of an owned stream, a pending head that is due is
+//!   claimed (committed, with the epoch), sent through its [`Channel`], and the outcome
+//!   committed (`Delivered`, `Retry` with backoff or `Retry-After`, `Dead`). A head claimed by
+//!   someone else (an older owner, or this process before a lost answer) is *in doubt*: it is
+//!   re-claimed and resent at once when the channel is idempotent, else after the claim
+//!   timeout. Units are independent, so a slow receiver never delays another.
+//!
+//! Claims, enqueues and outcomes due at the same moment are proposed together in one call, so
+//! the store's group commit amortises them. A `StaleEpoch` answer drops the shard until the
+//! balancer assigns it again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tocsin_proto::ids::{Epoch, ShardId, ShardKind};
+use tocsin_state::client::StoreClient;
+use tocsin_state::machine::Machine;
+use tocsin_state::model::{
+    AlertInstance, AlertState, AlertUpdate, Command, CommandError, DeliveryState, Fingerprint,
+    NotificationKey, NotifyLog, OutboxOp, Query, QueryResult, ShardOp, WorkerId,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::session::Ownership;
+use crate::notify::config::{self, Config};
+use crate::notify::deliver::channel::{Channel, Delivery};
+use crate::notify::deliver::message::NotificationData;
+use crate::notify::deliver::retry::{Next, RetryPolicy};
+use crate::notify::dispatch::{Dispatcher, MuteState};
+use crate::notify::group::{Flush, NotifyLogEntry};
+use crate::notify::inhibit::{FiringAlert, Inhibitor};
+use crate::notify::silence::Silencer;
+
+/// Builds the channels (one per delivery unit) of a receiver.
+pub trait ChannelFactory: Send + Sync + std::fmt::Debug {
+    /// The channels of `receiver` under `config`, indexed by delivery unit.
+    fn build(&self, config: &Config, receiver: &str) -> Result<Vec<Arc<dyn Channel>>, String>;
+}
+
+/// Built channels per receiver (or why they cannot be built).
+type ChannelCache = BTreeMap<String, Result<Vec<Arc<dyn Channel>>, String>>;
+
+/// Everything the notify loop needs.
+#[derive(Clone, Debug)]
+pub struct NotifyCtx {
+    /// Store client.
+    pub client: StoreClient,
+    /// This worker.
+    pub worker: WorkerId,
+    /// Channel construction.
+    pub channels: Arc<dyn ChannelFactory>,
+    /// Retry policy of failed sends.
+    pub retry: RetryPolicy,
+    /// How long a claim by someone else is trusted before a non-idempotent resend.
+    pub claim_timeout: Duration,
+    /// Base URL for links in notifications.
+    pub external_url: String,
+    /// Wall clock, ms since the Unix epoch.
+    pub now_ms: fn() -> i64,
+}
+
+/// Runs until `cancel`.
+pub async fn run(
+    ctx: NotifyCtx,
+    mut ownership: watch::Receiver<Ownership>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let (results_tx, mut results_rx) = mpsc::unbounded_channel();
+    loop {
+        let mut state = NotifyLoop::new(ctx.clone(), results_tx.clone(), tracker.clone());
+        let why = state.follow(&mut ownership, &mut results_rx, &cancel).await;
+        match why {
+            None => break,
+            Some(reason) => {
+                warn!(%reason, "notify loop restarting from a fresh replica");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        }
+    }
+    info!("notification stopped");
+}
+
+/// One send's result, back from its task.
+#[derive(Debug)]
+struct SendResult {
+    shard: ShardId,
+    epoch: Epoch,
+    key: NotificationKey,
+    unit: u16,
+    seq: u64,
+    attempt: u32,
+    next: Next,
+}
+
+/// Where a unit's send stands in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Claim proposed or send running.
+    Busy,
+    /// Outcome committed; waiting for the replica to show it.
+    Reported,
+}
+
+struct NotifyLoop {
+    ctx: NotifyCtx,
+    replica: Machine,
+    applied: u64,
+    config: Option<(u64, Arc<Config>)>,
+    channels: ChannelCache,
+    dispatcher: Option<Dispatcher>,
+    owned: BTreeMap<ShardId, Epoch>,
+    fenced: BTreeMap<ShardId, Epoch>,
+    inflight: BTreeMap<(NotificationKey, u16), (u64, Phase)>,
+    /// Flushes decided but not yet committed (retried until committed or fenced).
+    unenqueued: Vec<(ShardId, Epoch, NotificationKey, OutboxOp)>,
+    /// Outcomes not yet committed.
+    unreported: Vec<SendResult>,
+    /// The last known instance of every alert a group holds (resolved ones may be removed from
+    /// the store before their group notifies).
+    known: BTreeMap<Fingerprint, AlertInstance>,
+    results: mpsc::UnboundedSender<SendResult>,
+    tracker: TaskTracker,
+}
+
+impl NotifyLoop {
+    fn new(
+        ctx: NotifyCtx,
+        results: mpsc::UnboundedSender<SendResult>,
+        tracker: TaskTracker,
+    ) -> Self {
+        Self {
+            ctx,
+            replica: Machine::default(),
+            applied: 0,
+            config: None,
+            channels: BTreeMap::new(),
+            dispatcher: None,
+            owned: BTreeMap::new(),
+            fenced: BTreeMap::new(),
+            inflight: BTreeMap::new(),
+            unenqueued: Vec::new(),
+            unreported: Vec::new(),
+            known: BTreeMap::new(),
+            results,
+            tracker,
+        }
+    }
+
+    /// Follows the store until cancelled (`None`) or until the replica must be rebuilt.
+    async fn follow(
+        &mut self,
+        ownership: &mut watch::Receiver<Ownership>,
+        results: &mut mpsc::UnboundedReceiver<SendResult>,
+        cancel: &CancellationToken,
+    ) -> Option<String> {
+        let (index, replica) = match self.ctx.client.read(&Query::Replica, true).await {
+            Ok((index, QueryResult::Replica(m))) => (index, m),
+            Ok((_, other)) => return Some(format!("unexpected answer {other:?}")),
+            Err(e) => return Some(format!("cannot read the state: {e}")),
+        };
+        self.replica = *replica;
+        self.applied = index;
+        self.take_ownership(&ownership.borrow_and_update());
+        self.reload_config();
+        let mut stream = match self.ctx.client.watch(index + 1).await {
+            Ok(s) => s,
+            Err(e) => return Some(format!("cannot watch: {e}")),
+        };
+        loop {
+            self.work().await;
+            let wake = self.next_wakeup();
+            let sleep = Duration::from_millis((wake - (self.ctx.now_ms)()).clamp(1, 1000) as u64);
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                item = stream.next() => match item {
+                    Some(Ok((index, changes))) => {
+                        if index <= self.applied {
+                            continue;
+                        }
+                        self.apply(index, &changes);
+                    }
+                    Some(Err(e)) => return Some(format!("watch ended: {e}")),
+                    None => return Some("watch ended".into()),
+                },
+                changed = ownership.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    let o = ownership.borrow_and_update().clone();
+                    self.take_ownership(&o);
+                    self.rebuild_groups();
+                }
+                Some(r) = results.recv() => {
+                    self.unreported.push(r);
+                    while let Ok(r) = results.try_recv() {
+                        self.unreported.push(r);
+                    }
+                }
+                () = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    fn take_ownership(&mut self, o: &Ownership) {
+        self.fenced.retain(|s, e| o.shards.get(s) == Some(e));
+        let owned: BTreeMap<ShardId, Epoch> = o
+            .shards
+            .iter()
+            .filter(|(s, e)| s.kind == ShardKind::Notify && self.fenced.get(s) != Some(e))
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        if owned != self.owned {
+            debug!(shards = owned.len(), "notify shards changed");
+            self.owned = owned;
+        }
+    }
+
+    fn owns(&self, key: &NotificationKey) -> Option<(ShardId, Epoch)> {
+        let shard = self.replica.layout().notify_shard(key);
+        self.owned.get(&shard).map(|e| (shard, *e))
+    }
+
+    /// Parses the replicated config if it changed and rebuilds the groups.
+    fn reload_config(&mut self) {
+        let record = self.replica.notify_config();
+        if self.config.as_ref().map(|(v, _)| *v) == Some(record.version) && record.version != 0 {
+            return;
+        }
+        if record.version == 0 {
+            self.config = None;
+        } else {
+            match config::load(&record.source) {
+                Ok(c) => self.config = Some((record.version, Arc::new(c))),
+                Err(e) => {
+                    // The API validates before proposing; an unparsable stored config means a
+                    // newer Tocsin wrote it. Keep the previous one.
+                    warn!(error = %e, "stored notification config does not load; keeping the previous one");
+                }
+            }
+        }
+        self.channels.clear();
+        self.rebuild_groups();
+    }
+
+    fn rebuild_groups(&mut self) {
+        let Some((_, config)) = &self.config else {
+            self.dispatcher = None;
+            return;
+        };
+        let alerts: Vec<AlertInstance> = self.replica.alerts().cloned().collect();
+        let logs: BTreeMap<NotificationKey, NotifyLogEntry> = self
+            .replica
+            .outbox()
+            .iter()
+            .filter_map(|(k, s)| s.log.as_ref().map(|l| (k.clone(), NotifyLogEntry::from(l))))
+            .collect();
+        let layout = *self.replica.layout();
+        let owned = self.owned.clone();
+        let owns = move |k: &NotificationKey| owned.contains_key(&layout.notify_shard(k));
+        let d = Dispatcher::resume(
+            Config::clone(config),
+            &alerts,
+            &logs,
+            self.replica.acks(),
+            &owns,
+            (self.ctx.now_ms)(),
+        );
+        let held: BTreeSet<Fingerprint> = d.fingerprints().collect();
+        self.known = alerts
+            .into_iter()
+            .filter(|a| held.contains(&a.fingerprint))
+            .map(|a| (a.fingerprint, a))
+            .collect();
+        self.dispatcher = Some(d);
+    }
+
+    /// Applies one committed entry to the replica and reacts to it.
+    fn apply(&mut self, index: u64, changes: &[Command]) {
+        self.applied = index;
+        let mut config_changed = false;
+        for c in changes {
+            if let Err(e) = self.replica.apply(index, c) {
+                // The leader applied it; the replica must too. Anything else is a bug, and the
+                // next resync repairs the replica.
+                warn!(index, error = %e, "replica refused a committed command");
+            }
+            match c {
+                Command::Shard {
+                    op: ShardOp::EvalCycle { updates, .. },
+                    ..
+                } => {
+                    for u in updates {
+                        if let AlertUpdate::Upsert(a) = u {
+                            self.on_alert(a);
+                        }
+                    }
+                }
+                Command::Ack { key, ack } => {
+                    if let Some(d) = &mut self.dispatcher {
+                        d.on_ack(key, ack.clone());
+                    }
+                }
+                Command::SetNotifyConfig { .. } | Command::SetLayout(_) => config_changed = true,
+                _ => {}
+            }
+        }
+        if config_changed {
+            self.reload_config();
+        }
+    }
+
+    fn on_alert(&mut self, a: &AlertInstance) {
+        let Some(d) = &mut self.dispatcher else {
+            return;
+        };
+        let layout = *self.replica.layout();
+        let owned = &self.owned;
+        let owns = |k: &NotificationKey| owned.contains_key(&layout.notify_shard(k));
+        let keys = d.on_alert(a, &owns, (self.ctx.now_ms)());
+        if a.state != AlertState::Pending && keys.iter().any(owns) {
+            self.known.insert(a.fingerprint, a.clone());
+        }
+    }
+
+    fn next_wakeup(&self) -> i64 {
+        let now = (self.ctx.now_ms)();
+        let mut wake = now + 1000;
+        if let Some(t) = self.dispatcher.as_ref().and_then(Dispatcher::next_deadline) {
+            wake = wake.min(t);
+        }
+        if !self.unenqueued.is_empty() || !self.unreported.is_empty() {
+            wake = wake.min(now + 100);
+        }
+        let timeout = self.ctx.claim_timeout.as_millis() as i64;
+        for (key, stream) in self.replica.outbox() {
+            if self.owns(key).is_none() {
+                continue;
+            }
+            for (unit, slot) in stream.units.iter().enumerate() {
+                let Some(head) = &slot.head else { continue };
+                if self.inflight.contains_key(&(key.clone(), unit as u16)) {
+                    continue;
+                }
+                match &head.state {
+                    DeliveryState::Pending => wake = wake.min(head.next_attempt_ms),
+                    DeliveryState::Claimed { at_ms, .. } => wake = wake.min(at_ms + timeout),
+                    _ => {}
+                }
+            }
+        }
+        wake
+    }
+
+    /// Everything due now: group flushes, outcomes to commit, heads to claim and send.
+    async fn work(&mut self) {
+        self.flush_groups();
+        let mut batch: Vec<(Command, Pending)> = Vec::new();
+        for (shard, epoch, key, op) in std::mem::take(&mut self.unenqueued) {
+            batch.push((
+                outbox_command(shard, epoch, &key, op.clone()),
+                Pending::Enqueue(shard, epoch, key, op),
+            ));
+        }
+        let now = (self.ctx.now_ms)();
+        for r in std::mem::take(&mut self.unreported) {
+            let op = match &r.next {
+                Next::Delivered(provider_id) => OutboxOp::Delivered {
+                    unit: r.unit,
+                    seq: r.seq,
+                    provider_id: provider_id.clone(),
+                    at_ms: now,
+                },
+                Next::RetryAfter(after, reason) => OutboxOp::Retry {
+                    unit: r.unit,
+                    seq: r.seq,
+                    next_attempt_ms: now + after.as_millis() as i64,
+                    reason: reason.clone(),
+                },
+                Next::Dead(reason) => OutboxOp::Dead {
+                    unit: r.unit,
+                    seq: r.seq,
+                    reason: reason.clone(),
+                    at_ms: now,
+                },
+            };
+            batch.push((
+                outbox_command(r.shard, r.epoch, &r.key, op),
+                Pending::Report(r),
+            ));
+        }
+        self.collect_claims(now, &mut batch);
+        if batch.is_empty() {
+            return;
+        }
+        let commands: Vec<Command> = batch.iter().map(|(c, _)| c.clone()).collect();
+        match self.ctx.client.propose(commands).await {
+            Ok((_, results)) => {
+                for ((_, pending), result) in batch.into_iter().zip(results) {
+                    self.settle(pending, result);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "outbox proposal failed; will retry");
+                for (_, pending) in batch {
+                    match pending {
+                        Pending::Enqueue(s, e, k, op) => self.unenqueued.push((s, e, k, op)),
+                        Pending::Report(r) => self.unreported.push(r),
+                        // An unconfirmed claim is in doubt: the replica shows whether it landed.
+                        Pending::Claim { key, unit, .. } => {
+                            self.inflight.remove(&(key, unit));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn settle(
+        &mut self,
+        pending: Pending,
+        result: Result<tocsin_state::model::CommandOk, CommandError>,
+    ) {
+        match (pending, result) {
+            (Pending::Claim { send, .. }, Ok(_)) => self.start_send(*send),
+            (Pending::Claim { key, unit, .. }, Err(e)) => {
+                self.inflight.remove(&(key, unit));
+                self.refused(&e);
+            }
+            (Pending::Enqueue(..), Ok(_)) => {}
+            (Pending::Enqueue(..), Err(e)) => self.refused(&e),
+            (Pending::Report(r), Ok(_)) => {
+                if let Next::Dead(reason) = &r.next {
+                    warn!(receiver = %r.key.receiver, group = %r.key.group_key, unit = r.unit,
+                        attempts = r.attempt, %reason, "notification dead-lettered");
+                }
+                if let Some(x) = self.inflight.get_mut(&(r.key.clone(), r.unit)) {
+                    x.1 = Phase::Reported;
+                }
+            }
+            (Pending::Report(r), Err(e)) => {
+                // The head moved on (a newer owner) or the shard is fenced: drop the outcome.
+                self.inflight.remove(&(r.key.clone(), r.unit));
+                self.refused(&e);
+            }
+        }
+    }
+
+    fn refused(&mut self, e: &CommandError) {
+        if let CommandError::StaleEpoch { shard, got, .. } = e {
+            warn!(%shard, epoch = %got, "store refused our epoch: dropping the notify shard");
+            self.fenced.insert(*shard, *got);
+            self.owned.remove(shard);
+            self.rebuild_groups();
+        } else {
+            debug!(error = %e, "outbox step refused");
+        }
+    }
+
+    /// Runs the groups' due ticks and queues their flushes for commit.
+    fn flush_groups(&mut self) {
+        let Some((_, config)) = &self.config else {
+            return;
+        };
+        let now = (self.ctx.now_ms)();
+        let Some(d) = self.dispatcher.as_mut() else {
+            return;
+        };
+        if d.next_deadline().is_none_or(|t| t > now) {
+            return;
+        }
+        let inhibitor = Inhibitor::new(config.inhibit_rules.clone());
+        let firing: Vec<FiringAlert<'_>> = self
+            .replica
+            .alerts()
+            .filter(|a| a.state == AlertState::Firing)
+            .map(|a| FiringAlert {
+                fingerprint: a.fingerprint,
+                labels: &a.labels,
+            })
+            .collect();
+        let (silencer, _) = Silencer::new(self.replica.silences().cloned());
+        let mute = MuteState {
+            inhibitor: &inhibitor,
+            firing: &firing,
+            silencer: &silencer,
+        };
+        let flushes = d.poll(now, &mute);
+        let mut ops = Vec::new();
+        for f in flushes {
+            let Some((shard, epoch)) = self
+                .owned
+                .get(&self.replica.layout().notify_shard(&f.key))
+                .map(|e| (self.replica.layout().notify_shard(&f.key), *e))
+            else {
+                continue;
+            };
+            let units = match channels_of(&mut self.channels, &self.ctx, config, &f.key.receiver) {
+                Ok(c) => c.len(),
+                Err(e) => {
+                    warn!(receiver = %f.key.receiver, error = %e, "receiver has no usable channel; the notification is recorded but not sent");
+                    0
+                }
+            };
+            let data = data_of(&self.known, &f, d, &self.ctx.external_url);
+            let op = OutboxOp::Enqueue {
+                notification: f.to_notification(data.encode()),
+                log: NotifyLog::from(&f.log),
+                units: units.max(1) as u16,
+            };
+            ops.push((shard, epoch, f.key.clone(), op));
+        }
+        let held: BTreeSet<Fingerprint> = d.fingerprints().collect();
+        self.known.retain(|fp, _| held.contains(fp));
+        self.unenqueued.extend(ops);
+    }
+
+    /// Heads due for a send: claim them (in this batch) and send once the claim commits.
+    fn collect_claims(&mut self, now: i64, batch: &mut Vec<(Command, Pending)>) {
+        let Some((_, config)) = self.config.clone() else {
+            return;
+        };
+        // Forget sends whose outcome the replica now shows.
+        let outbox = self.replica.outbox();
+        self.inflight.retain(|(key, unit), (seq, phase)| {
+            let head = outbox
+                .get(key)
+                .and_then(|s| s.units.get(usize::from(*unit)))
+                .and_then(|slot| slot.head.as_ref());
+            let settled = match head {
+                Some(h) => h.seq != *seq || !matches!(h.state, DeliveryState::Claimed { .. }),
+                None => true,
+            };
+            !(*phase == Phase::Reported && settled)
+        });
+        let timeout = self.ctx.claim_timeout.as_millis() as i64;
+        let mut candidates = Vec::new();
+        for (key, stream) in outbox {
+            let Some((shard, epoch)) = self.owns(key) else {
+                continue;
+            };
+            for (unit, slot) in stream.units.iter().enumerate() {
+                let unit = unit as u16;
+                let Some(head) = &slot.head else { continue };
+                if self.inflight.contains_key(&(key.clone(), unit)) {
+                    continue;
+                }
+                let in_doubt = match &head.state {
+                    DeliveryState::Pending if head.next_attempt_ms <= now => false,
+                    // Claimed by an older owner, or by this one before a lost answer.
+                    DeliveryState::Claimed { at_ms, .. } => *at_ms + timeout > now,
+                    _ => continue,
+                };
+                candidates.push((
+                    shard,
+                    epoch,
+                    key.clone(),
+                    unit,
+                    in_doubt,
+                    head.clone(),
+                    slot.last.clone(),
+                ));
+            }
+        }
+        let mut due = Vec::new();
+        for (shard, epoch, key, unit, in_doubt, head, last) in candidates {
+            // A claim still within its timeout is resent at once only if the channel
+            // deduplicates; otherwise the timeout bounds the duplicate window to a crash.
+            if in_doubt && self.idempotent(&config, &key, unit) != Some(true) {
+                continue;
+            }
+            due.push((shard, epoch, key, unit, head, last));
+        }
+        for (shard, epoch, key, unit, head, last) in due {
+            let channel = match channels_of(&mut self.channels, &self.ctx, &config, &key.receiver) {
+                Ok(c) => c.get(usize::from(unit)).cloned(),
+                Err(_) => None,
+            };
+            let Some(channel) = channel else {
+                // The receiver or unit is gone from the config: nothing can ever send it.
+                let op = OutboxOp::Dead {
+                    unit,
+                    seq: head.seq,
+                    reason: format!("receiver {:?} has no delivery unit {unit}", key.receiver),
+                    at_ms: now,
+                };
+                self.inflight
+                    .insert((key.clone(), unit), (head.seq, Phase::Busy));
+                batch.push((
+                    outbox_command(shard, epoch, &key, op),
+                    Pending::Report(SendResult {
+                        shard,
+                        epoch,
+                        key: key.clone(),
+                        unit,
+                        seq: head.seq,
+                        attempt: head.attempts,
+                        next: Next::Dead(String::new()),
+                    }),
+                ));
+                continue;
+            };
+            let data = match NotificationData::decode(&head.notification.payload) {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(error = %e, "stored notification does not decode");
+                    continue;
+                }
+            };
+            let op = OutboxOp::Claim {
+                unit,
+                seq: head.seq,
+                worker: self.ctx.worker.clone(),
+                at_ms: now,
+            };
+            self.inflight
+                .insert((key.clone(), unit), (head.seq, Phase::Busy));
+            let send = SendJob {
+                shard,
+                epoch,
+                unit,
+                channel,
+                delivery: Delivery {
+                    key: key.clone(),
+                    seq: head.seq,
+                    data,
+                    attempt: head.attempts,
+                    enqueued_ms: head.notification.due_ms,
+                    now_ms: now,
+                    previous_provider_id: last.and_then(|l| match l.state {
+                        DeliveryState::Delivered { provider_id, .. } => provider_id,
+                        _ => None,
+                    }),
+                },
+            };
+            batch.push((
+                outbox_command(shard, epoch, &key, op),
+                Pending::Claim {
+                    key,
+                    unit,
+                    send: Box::new(send),
+                },
+            ));
+        }
+    }
+
+    fn idempotent(&mut self, config: &Config, key: &NotificationKey, unit: u16) -> Option<bool> {
+        channels_of(&mut self.channels, &self.ctx, config, &key.receiver)
+            .ok()
+            .and_then(|c| c.get(usize::from(unit)).map(|c| c.idempotent()))
+    }
+
+    fn start_send(&self, send: SendJob) {
+        let results = self.results.clone();
+        let retry = self.ctx.retry;
+        self.tracker.spawn(async move {
+            let SendJob {
+                shard,
+                epoch,
+                unit,
+                channel,
+                delivery,
+            } = send;
+            let attempt = delivery.attempt + 1;
+            let outcome = channel.send(&delivery).await;
+            debug!(key = ?delivery.key, seq = delivery.seq, kind = channel.kind(), ?outcome, "sent");
+            let next = retry.next(attempt, outcome, rand::random::<f64>());
+            let _ = results.send(SendResult {
+                shard,
+                epoch,
+                key: delivery.key,
+                unit,
+                seq: delivery.seq,
+                attempt,
+                next,
+            });
+        });
+    }
+}
+
+#[derive(Debug)]
+struct SendJob {
+    shard: ShardId,
+    epoch: Epoch,
+    unit: u16,
+    channel: Arc<dyn Channel>,
+    delivery: Delivery,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Enqueue(ShardId, Epoch, NotificationKey, OutboxOp),
+    Claim {
+        key: NotificationKey,
+        unit: u16,
+        send: Box<SendJob>,
+    },
+    Report(SendResult),
+}
+
+fn outbox_command(shard: ShardId, epoch: Epoch, key: &NotificationKey, op: OutboxOp) -> Command {
+    Command::Shard {
+        shard,
+        epoch,
+        op: ShardOp::Outbox {
+            key: key.clone(),
+            op,
+        },
+    }
+}
+
+fn channels_of<'a>(
+    cache: &'a mut ChannelCache,
+    ctx: &NotifyCtx,
+    config: &Config,
+    receiver: &str,
+) -> Result<&'a Vec<Arc<dyn Channel>>, &'a String> {
+    cache
+        .entry(receiver.to_string())
+        .or_insert_with(|| ctx.channels.build(config, receiver))
+        .as_ref()
+}
+
+fn data_of(
+    known: &BTreeMap<Fingerprint, AlertInstance>,
+    f: &Flush,
+    d: &Dispatcher,
+    external_url: &str,
+) -> NotificationData {
+    let alerts: Vec<&AlertInstance> = f
+        .firing
+        .iter()
+        .chain(&f.resolved)
+        .filter_map(|fp| known.get(fp))
+        .collect();
+    let group_labels = d
+        .route(&f.key)
+        .map(|r| d.tree().node(r))
+        .zip(alerts.first())
+        .map(|(node, a)| node.group_labels(&a.labels))
+        .unwrap_or_default();
+    NotificationData::build(&f.key, group_labels, &alerts, external_url)
+}

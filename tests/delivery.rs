@@ -1,0 +1,284 @@
+//! Notification delivery end to end: 3 nodes scraping an exporter served by the test, one
+//! worker per zone, a rule and an `alertmanager.yml` applied through the API, and the real
+//! provider emulators (PagerDuty, a webhook sink, Twilio) in this process.
+//!
+//! Every provider is told to accept the first request and then hold its answer: the send is
+//! cut off mid-flight after the provider processed it. The worker owning the notify shard is
+//! killed right then, before `delivered` can commit. The new owner finds the claims in doubt:
+//! PagerDuty and the webhook (idempotent) are resent at once, SMS after the claim timeout.
+//! Then the alert resolves. The test checks that nothing is missed (trigger and resolve reach
+//! every provider), that PagerDuty shows exactly one incident for the group, now resolved, that
+//! the webhook's resends carry the same `Idempotency-Key`, and that the SMS duplicate count
+//! equals the number of SMS sends cut off (1), and reports it.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use support::{NodeProc, WorkerProc, three_nodes_with, wait_for};
+use tocsin_chaos::pagerduty::{PagerDuty, PagerDutyConfig};
+use tocsin_chaos::twilio::{Twilio, TwilioConfig};
+use tocsin_chaos::webhook::WebhookSink;
+use tocsin_chaos::{FaultMode, FaultSpec};
+use tokio_util::sync::CancellationToken;
+
+const RULES: &str = "groups:\n- name: disk\n  interval: 1s\n  rules:\n  - alert: DiskFull\n    expr: tocsin_test_disk > 90\n    labels: {severity: critical}\n    annotations: {summary: 'disk {{ $value }}% full'}\n";
+const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+
+async fn exporter(value: Arc<AtomicU64>) -> String {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let v = f64::from_bits(value.load(Ordering::Relaxed));
+            async move { format!("# TYPE tocsin_test_disk gauge\ntocsin_test_disk {v}\n") }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    addr
+}
+
+async fn get_json(nodes: &[NodeProc], path: &str) -> Option<serde_json::Value> {
+    for n in nodes.iter().filter(|n| n.child.is_some()) {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}{path}", n.http))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status().is_success()
+        {
+            return r.json().await.ok();
+        }
+    }
+    None
+}
+
+/// The workers holding a claim on a unit of the `oncall` stream.
+async fn claimants(nodes: &[NodeProc]) -> Vec<String> {
+    let Some(v) = get_json(nodes, "/api/v1/notifications").await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in v["streams"].as_array().into_iter().flatten() {
+        for u in s["units"].as_array().into_iter().flatten() {
+            if u["head"]["state"] == "claimed" {
+                out.push(u["head"]["worker"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_the_owner_mid_delivery_misses_nothing_and_pages_once() {
+    let stop = CancellationToken::new();
+    let pd = PagerDuty::start_local(PagerDutyConfig::default(), &stop)
+        .await
+        .unwrap();
+    let hook = WebhookSink::start_local(&stop).await.unwrap();
+    let sms = Twilio::start_local(TwilioConfig::default(), &stop)
+        .await
+        .unwrap();
+    let hold = FaultSpec::new(FaultMode::Hang)
+        .hold(Duration::from_secs(20))
+        .count(1);
+    pd.emulator().faults().set(hold.clone()).unwrap();
+    hook.emulator().faults().set(hold.clone()).unwrap();
+    sms.emulator().faults().set(hold).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(AtomicU64::new(50.0f64.to_bits()));
+    let target = exporter(disk.clone()).await;
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
+    )
+    .unwrap();
+    let mut nodes = three_nodes_with(dir.path(), &[format!("--config={}", config.display())]);
+    for n in &mut nodes {
+        n.start();
+    }
+    let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
+        .iter()
+        .zip(&nodes)
+        .map(|(z, n)| {
+            WorkerProc::new(dir.path(), &format!("w-{z}"), z, &nodes, None)
+                .arg(format!("--datasource=http://{}", n.http))
+                .arg("--claim-timeout-ms=3000".into())
+                .arg("--provider-timeout-ms=30000".into())
+        })
+        .collect();
+    for w in &mut workers {
+        w.start();
+    }
+    wait_for(Duration::from_secs(30), "all shards owned", || async {
+        let s = support::leader_status(&nodes).await?;
+        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
+    })
+    .await;
+
+    let am = format!(
+        r#"route:
+  receiver: oncall
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+- name: oncall
+  pagerduty_configs:
+  - routing_key: {ROUTING_KEY}
+    url: {pd}
+  webhook_configs:
+  - url: {hook}
+  twilio_configs:
+  - api_url: {sms}
+    account_sid: {ACCOUNT}
+    auth_token: secret
+    from: "+15005550006"
+    to: ["+15005550001"]
+    send_resolved: true
+"#,
+        pd = pd.emulator().url("/v2/enqueue"),
+        hook = hook.emulator().url("/hook"),
+        sms = sms.emulator().url(""),
+    );
+    let http = reqwest::Client::new();
+    // A bad config is refused with the field named, and changes nothing.
+    let bad = http
+        .put(format!("http://{}/api/v1/notify/config", nodes[1].http))
+        .body("route:\n  receiver: nobody\nreceivers:\n- name: oncall\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let text = bad.text().await.unwrap();
+    assert!(text.contains("nobody"), "{text}");
+    let put = http
+        .put(format!("http://{}/api/v1/notify/config", nodes[1].http))
+        .body(am)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+    let put = http
+        .put(format!("http://{}/api/v1/rules/demo", nodes[0].http))
+        .body(RULES)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+
+    // Fire: every provider receives (and processes) the trigger, and holds its answer.
+    disk.store(95.0f64.to_bits(), Ordering::Relaxed);
+    wait_for(
+        Duration::from_secs(40),
+        "the trigger at every provider",
+        || async {
+            (!pd.emulator().requests().is_empty()
+                && !hook.emulator().requests().is_empty()
+                && !sms.emulator().requests().is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    // The owner holds three claims it can never confirm: kill it now.
+    let owner = wait_for(Duration::from_secs(10), "the claims", || async {
+        let c = claimants(&nodes).await;
+        (c.len() == 3 && c.iter().all(|w| *w == c[0])).then(|| c[0].clone())
+    })
+    .await;
+    let w = workers
+        .iter_mut()
+        .find(|w| w.id == owner)
+        .expect("the owner is one of ours");
+    w.kill().await;
+
+    // The new owner resends: PagerDuty and the webhook at once, SMS after the claim timeout.
+    wait_for(
+        Duration::from_secs(60),
+        "every unit delivered after the handoff",
+        || async {
+            let v = get_json(&nodes, "/api/v1/notifications").await?;
+            let units = v["streams"][0]["units"].as_array()?.clone();
+            (units.len() == 3
+                && units
+                    .iter()
+                    .all(|u| u["head"].is_null() && u["last"]["state"] == "delivered"))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // Resolve: every provider hears it once more.
+    disk.store(10.0f64.to_bits(), Ordering::Relaxed);
+    wait_for(Duration::from_secs(60), "the resolve delivered", || async {
+        let incidents = pd.incidents();
+        (incidents.incidents.len() == 1
+            && incidents.incidents[0].status
+                == tocsin_chaos::pagerduty::incidents::IncidentStatus::Resolved
+            && hook
+                .emulator()
+                .requests()
+                .iter()
+                .any(|r| r.body.contains("\"status\":\"resolved\"")))
+        .then_some(())
+    })
+    .await;
+
+    let incidents = pd.incidents();
+    assert_eq!(
+        incidents
+            .per_dedup_key()
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![1],
+        "exactly one PagerDuty incident for the group: {incidents:?}"
+    );
+    let hooks = hook.emulator().requests();
+    let triggers: Vec<_> = hooks
+        .iter()
+        .filter(|r| r.body.contains("\"status\":\"firing\""))
+        .collect();
+    assert!(
+        triggers.len() >= 2,
+        "the cut-off webhook was resent: {}",
+        triggers.len()
+    );
+    let keys: std::collections::BTreeSet<_> = triggers
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(keys.len(), 1, "a resend carries the same Idempotency-Key");
+    assert!(!keys.iter().next().unwrap().is_empty());
+    let messages = sms.messages();
+    let firing_sms = messages
+        .iter()
+        .filter(|m| m.body.contains("FIRING"))
+        .count();
+    let resolved_sms = messages.len() - firing_sms;
+    let cut_off = 1;
+    println!(
+        "sms: {firing_sms} trigger messages for 1 notification ({} duplicates, {cut_off} send cut off mid-flight); {resolved_sms} resolve",
+        firing_sms - 1
+    );
+    assert_eq!(
+        firing_sms - 1,
+        cut_off,
+        "SMS duplicates equal the sends cut off"
+    );
+    assert_eq!(resolved_sms, 1, "the resolve SMS was sent once");
+    stop.cancel();
+}
