@@ -54,6 +54,14 @@ enum Command {
     Rules(cmd::rules::RulesCommand),
     /// List the cluster's alert instances (pending, firing, resolved).
     Alerts(cmd::alerts::AlertsArgs),
+    /// The notification config (`alertmanager.yml`): `check`, `apply`, `show`, `status`.
+    #[command(subcommand)]
+    Notify(cmd::notify::NotifyCommand),
+    /// Silences: `add`, `list`, `expire`.
+    #[command(subcommand)]
+    Silences(cmd::notify::SilencesCommand),
+    /// Acknowledge a notification group: stops its repeats until it escalates.
+    Ack(cmd::notify::AckArgs),
     /// Show a node's view of the cluster.
     Status(cmd::status::StatusArgs),
     /// Benchmarks (they print `name: value unit` lines).
@@ -74,6 +82,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .init();
+    tocsin_proto::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,6 +101,9 @@ fn main() {
             Command::Rules(c) => cmd::rules::run(c).await,
             Command::Alerts(args) => cmd::alerts::run(args).await,
             Command::Status(args) => cmd::status::run(args).await,
+            Command::Notify(c) => cmd::notify::run_notify(c).await,
+            Command::Silences(c) => cmd::notify::run_silences(c).await,
+            Command::Ack(a) => cmd::notify::run_ack(a).await,
             Command::Bench(b) => cmd::bench::run(b).await,
         }
     });

@@ -44,7 +44,7 @@ async fn exporter(value: Arc<AtomicU64>) -> String {
 
 async fn get_json(nodes: &[NodeProc], path: &str) -> Option<serde_json::Value> {
     for n in nodes.iter().filter(|n| n.child.is_some()) {
-        let r = reqwest::Client::new()
+        let r = support::http_client()
             .get(format!("http://{}{path}", n.http))
             .timeout(Duration::from_secs(3))
             .send()
@@ -149,7 +149,7 @@ receivers:
         hook = hook.emulator().url("/hook"),
         sms = sms.emulator().url(""),
     );
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     // A bad config is refused with the field named, and changes nothing.
     let bad = http
         .put(format!("http://{}/api/v1/notify/config", nodes[1].http))
@@ -227,7 +227,8 @@ receivers:
                 .emulator()
                 .requests()
                 .iter()
-                .any(|r| r.body.contains("\"status\":\"resolved\"")))
+                .any(|r| r.body.contains("\"status\":\"resolved\""))
+            && sms.messages().iter().any(|m| m.body.contains("RESOLVED")))
         .then_some(())
     })
     .await;
@@ -280,5 +281,169 @@ receivers:
         "SMS duplicates equal the sends cut off"
     );
     assert_eq!(resolved_sms, 1, "the resolve SMS was sent once");
+    stop.cancel();
+}
+
+async fn two_series_exporter(value: Arc<AtomicU64>) -> String {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let v = f64::from_bits(value.load(Ordering::Relaxed));
+            async move {
+                format!(
+                    "# TYPE tocsin_test_x gauge\ntocsin_test_x{{name=\"a\"}} {v}\ntocsin_test_x{{name=\"b\"}} {v}\n"
+                )
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    addr
+}
+
+fn tocsin(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(support::bin())
+        .args(args)
+        .output()
+        .expect("run tocsin")
+}
+
+/// The webhook notifications received for the group of series `name`.
+fn notifications_for(hook: &WebhookSink, name: &str) -> usize {
+    hook.emulator()
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.body.contains(&format!(
+                "\"groupLabels\":{{\"alertname\":\"X\",\"name\":\"{name}\"}}"
+            ))
+        })
+        .count()
+}
+
+/// Silences keep a group quiet until they expire; an acknowledgement stops a group's repeats.
+/// Bad silences are refused, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_mute_and_acks_stop_repeats() {
+    let stop = CancellationToken::new();
+    let hook = WebhookSink::start_local(&stop).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let x = Arc::new(AtomicU64::new(0.0f64.to_bits()));
+    let target = two_series_exporter(x.clone()).await;
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
+    )
+    .unwrap();
+    let mut nodes = three_nodes_with(dir.path(), &[format!("--config={}", config.display())]);
+    for n in &mut nodes {
+        n.start();
+    }
+    let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
+        .iter()
+        .zip(&nodes)
+        .map(|(z, n)| {
+            WorkerProc::new(dir.path(), &format!("w-{z}"), z, &nodes, None)
+                .arg(format!("--datasource=http://{}", n.http))
+        })
+        .collect();
+    for w in &mut workers {
+        w.start();
+    }
+    wait_for(Duration::from_secs(30), "all shards owned", || async {
+        let s = support::leader_status(&nodes).await?;
+        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
+    })
+    .await;
+    let server = format!("--server=http://{}", nodes[2].http);
+    let am = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am,
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, name]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 2s\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {}\n",
+            hook.emulator().url("/hook")
+        ),
+    )
+    .unwrap();
+    let out = tocsin(&["notify", "apply", am.to_str().unwrap(), &server]);
+    assert!(out.status.success(), "{out:?}");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: x\n  interval: 1s\n  rules:\n  - alert: X\n    expr: tocsin_test_x > 90\n",
+    )
+    .unwrap();
+    let out = tocsin(&[
+        "rules",
+        "apply",
+        rules.to_str().unwrap(),
+        "--namespace=t",
+        &server,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+
+    // A bad silence is refused with the field named and creates nothing.
+    let bad = support::http_client()
+        .post(format!("http://{}/api/v1/silences", nodes[0].http))
+        .json(&serde_json::json!({
+            "matchers": [{"name": "name", "value": "b"}],
+            "endsAt": "2001-01-01T00:00:00Z", "createdBy": "t", "comment": "c",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("endsAt"));
+    let out = tocsin(&[
+        "silences",
+        "add",
+        "name=b",
+        "--duration=10m",
+        "--comment=maintenance",
+        &server,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let silence_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = tocsin(&["silences", "list", &server]);
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listed.contains(&silence_id) && listed.contains("active"),
+        "{listed}"
+    );
+
+    // Both fire; only `a` is notified, and repeats.
+    x.store(95.0f64.to_bits(), Ordering::Relaxed);
+    wait_for(
+        Duration::from_secs(40),
+        "a notified and repeated",
+        || async { (notifications_for(&hook, "a") >= 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(notifications_for(&hook, "b"), 0, "b is silenced");
+
+    // Acknowledge `a`: its repeats stop.
+    let out = tocsin(&["ack", "name=a", "--by=oncall", &server]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged hook"));
+    // Let a tick that was already deciding settle: count after the ack is visible in a repeat
+    // window of `b`, which starts only after the ack.
+    let acked_at = notifications_for(&hook, "a");
+    // Expire b's silence: b is notified, then repeats 2 s later — by then `a` would have
+    // repeated too, had the ack not stopped it.
+    let out = tocsin(&["silences", "expire", &silence_id, &server]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(
+        Duration::from_secs(40),
+        "b notified and repeated",
+        || async { (notifications_for(&hook, "b") >= 2).then_some(()) },
+    )
+    .await;
+    let after = notifications_for(&hook, "a");
+    assert!(
+        after <= acked_at + 1,
+        "a kept repeating after its ack: {acked_at} -> {after}"
+    );
     stop.cancel();
 }

@@ -41,7 +41,7 @@ async fn exporter(value: Arc<AtomicU64>) -> String {
 
 async fn alerts(nodes: &[NodeProc]) -> Option<Vec<serde_json::Value>> {
     for n in nodes.iter().filter(|n| n.child.is_some()) {
-        let r = reqwest::Client::new()
+        let r = support::http_client()
             .get(format!("http://{}/api/v1/alerts", n.http))
             .timeout(Duration::from_secs(3))
             .send()
@@ -118,7 +118,7 @@ async fn alerts_fire_survive_a_zone_loss_and_resolve() {
         (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let put = http
         .put(format!("http://{}/api/v1/rules/demo", nodes[0].http))
         .body(RULES)

@@ -54,7 +54,7 @@ async fn apply_and_list_through_any_node_and_bad_files_change_nothing() {
     for n in &mut nodes {
         n.start();
     }
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let ready = |h: String| {
         let http = http.clone();
         async move {

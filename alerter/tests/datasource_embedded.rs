@@ -113,7 +113,7 @@ async fn remote_write(url: &str, series: &[WireSeries<'_>]) -> (u16, String) {
 }
 
 async fn post_write(url: &str, body: Vec<u8>) -> (u16, String) {
-    let resp = reqwest::Client::new()
+    let resp = support::http()
         .post(format!("{url}/api/v1/write"))
         .header("Content-Encoding", "snappy")
         .header("Content-Type", "application/x-protobuf")
@@ -126,7 +126,14 @@ async fn post_write(url: &str, body: Vec<u8>) -> (u16, String) {
 }
 
 async fn get_json(url: &str) -> serde_json::Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    support::http()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn vector(v: &Value) -> Vec<(String, f64)> {
@@ -482,7 +489,7 @@ async fn scraping_an_exporter_with_up_duration_and_staleness() {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     s.svc
-        .spawn_scrapers(&[cfg], &reqwest::Client::new(), &cancel, &mut tasks);
+        .spawn_scrapers(&[cfg], &support::http(), &cancel, &mut tasks);
     let svc = Arc::clone(&s.svc);
     let inst = exp.addr.clone();
     wait_until("first scrape", WAIT, || {
@@ -603,7 +610,7 @@ async fn garbage_endless_and_flooding_targets_fail_alone() {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     s.svc
-        .spawn_scrapers(&[cfg], &reqwest::Client::new(), &cancel, &mut tasks);
+        .spawn_scrapers(&[cfg], &support::http(), &cancel, &mut tasks);
     let svc = Arc::clone(&s.svc);
     let addrs = [
         good.addr.clone(),

@@ -7,8 +7,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin_alerter::notify::config::load;
-use tocsin_alerter::notify::deliver::build::{ChannelOptions, channels};
+use tocsin_alerter::notify::config::{
+    HttpConfig, Integration, OpsgenieConfig, Secret, SecretSource, SigV4, SnsConfig, SnsTarget,
+    load,
+};
+use tocsin_alerter::notify::deliver::build::{BuildError, ChannelOptions, channels};
 use tocsin_alerter::notify::deliver::channel::{Channel, Delivery, SendOutcome};
 use tocsin_alerter::notify::deliver::message::{AlertData, GO_ZERO_TIME, NotificationData};
 use tocsin_alerter::notify::deliver::pagerduty::dedup_key;
@@ -95,7 +98,7 @@ fn opts() -> ChannelOptions {
 fn build(body: &str) -> Vec<Box<dyn Channel>> {
     let yaml = format!("route:\n  receiver: team\nreceivers:\n- name: team\n{body}");
     let config = load(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let http = reqwest::Client::new();
+    let http = http_client();
     channels(&config, "team", &http, &opts()).unwrap()
 }
 
@@ -613,16 +616,65 @@ async fn email_arrives_with_a_deterministic_message_id() {
     stop.cancel();
 }
 
-#[tokio::test]
-async fn sns_and_opsgenie_are_refused_naming_the_integration() {
-    let yaml = "route:\n  receiver: a\nreceivers:\n- name: a\n- name: b\n  sns_configs:\n  - topic_arn: arn:aws:sns:us-east-1:1:t\n    sigv4: {region: us-east-1}\n";
-    let Ok(config) = load(yaml) else {
-        // Config loading refuses SNS already: nothing more to check here.
-        return;
+#[test]
+fn sns_and_opsgenie_are_refused_naming_the_integration() {
+    // Config loading refuses them already; a config built in code meets the same refusal.
+    let yaml = "route:\n  receiver: a\nreceivers:\n- name: a\n- name: b\n  webhook_configs: [{url: 'http://x'}]\n  twilio_configs: [{account_sid: AC1, auth_token: t, from: '+15550001111', to: ['+15550002222']}]\n";
+    let mut config = load(yaml).unwrap();
+    let refusal = load(
+        "route:\n  receiver: b\nreceivers:\n- name: b\n  sns_configs: [{phone_number: '+15550001111'}]\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        refusal.to_string(),
+        "receivers[0].sns_configs[0] (line 5, column 17): SNS delivery is not supported by Tocsin; use twilio_configs or vonage_configs"
+    );
+    let sns = SnsConfig {
+        send_resolved: true,
+        http: HttpConfig::default(),
+        api_url: None,
+        sigv4: SigV4::default(),
+        target: SnsTarget::Phone("+15550001111".into()),
+        subject: String::new(),
+        message: String::new(),
+        attributes: BTreeMap::new(),
     };
-    let err = channels(&config, "b", &reqwest::Client::new(), &opts()).unwrap_err();
+    config.receivers[1].integrations.push(Integration::Sns(sns));
+    let err = channels(&config, "b", &http_client(), &opts()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "receivers[1].sns_configs[0]: SNS delivery is not supported by Tocsin; use twilio_configs or vonage_configs"
     );
+    let og = OpsgenieConfig {
+        send_resolved: true,
+        http: HttpConfig::default(),
+        api_key: SecretSource::Inline(Secret::new("k")),
+        api_url: "https://api.opsgenie.com/".into(),
+        message: String::new(),
+        description: String::new(),
+        source: String::new(),
+        details: BTreeMap::new(),
+        entity: String::new(),
+        responders: Vec::new(),
+        actions: String::new(),
+        tags: String::new(),
+        note: String::new(),
+        priority: String::new(),
+        update_alerts: false,
+    };
+    config.receivers[1].integrations = vec![Integration::Opsgenie(og)];
+    let err = channels(&config, "b", &http_client(), &opts()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "receivers[1].opsgenie_configs[0]: Opsgenie delivery is not supported by Tocsin; use pagerduty_configs or webhook_configs"
+    );
+    assert!(matches!(
+        channels(&config, "nope", &http_client(), &opts()),
+        Err(BuildError::UnknownReceiver(_))
+    ));
+}
+
+fn http_client() -> reqwest::Client {
+    tocsin_proto::tls::install_crypto_provider();
+    reqwest::Client::new()
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tocsin_alerter::notify::config::{
-    GroupBy, Integration, PagerDutyKey, SecretSource, SmsSender, SnsTarget, load,
+    ConfigErrorKind, GroupBy, Integration, PagerDutyKey, SecretSource, SmsSender, load,
 };
 use tocsin_alerter::notify::inhibit::{FiringAlert, Inhibitor};
 use tocsin_alerter::notify::route::RouteTree;
@@ -94,16 +94,12 @@ fn realistic_alertmanager_config_loads() {
     assert_eq!(mail.smarthost, "mail.example.org:25");
     assert_eq!(mail.from, "alertmanager@example.org");
     assert!(!mail.require_tls);
-    let Integration::Opsgenie(og) = &c.receiver("ops").unwrap().integrations[0] else {
-        panic!("opsgenie");
-    };
-    assert_eq!(og.api_url, "https://api.opsgenie.com/");
-    assert_eq!(og.responders[0].kind, "team");
-    let Integration::Sns(sns) = &c.receiver("sns-topic").unwrap().integrations[0] else {
-        panic!("sns");
-    };
-    assert!(matches!(sns.target, SnsTarget::Topic(_)));
-    assert_eq!(sns.sigv4.region, "us-east-1");
+    // `ops` and `sns-topic` are webhooks: Tocsin refuses Opsgenie and SNS receivers (see
+    // `opsgenie_and_sns_are_refused_by_path`).
+    assert!(matches!(
+        &c.receiver("ops").unwrap().integrations[0],
+        Integration::Webhook(_)
+    ));
 
     // Inhibition with `equal`, from the file's first rule.
     let ih = Inhibitor::new(c.inhibit_rules.clone());
@@ -179,4 +175,34 @@ fn twilio_errors_name_the_field() {
         "{e}"
     );
     assert!(e.contains("receivers[0].twilio_configs[0].to"), "{e}");
+}
+
+/// Opsgenie and SNS parse (as in Alertmanager) but are refused: Tocsin has no channel for
+/// them, and says what to use instead, naming the integration.
+#[test]
+fn opsgenie_and_sns_are_refused_by_path() {
+    let yaml = "route:\n  receiver: a\nreceivers:\n- name: a\n  webhook_configs: [{url: 'http://x'}]\n- name: b\n  opsgenie_configs: [{api_key: k}]\n- name: c\n  sns_configs: [{phone_number: '+15550001111'}]\n";
+    let errors = load(yaml).unwrap_err().0;
+    let got: Vec<(String, String)> = errors
+        .iter()
+        .map(|e| {
+            assert!(matches!(e.kind, ConfigErrorKind::Unsupported(_)), "{e}");
+            (e.path.clone(), e.kind.to_string())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "receivers[1].opsgenie_configs[0]".to_owned(),
+                "Opsgenie delivery is not supported by Tocsin; use pagerduty_configs or webhook_configs"
+                    .to_owned()
+            ),
+            (
+                "receivers[2].sns_configs[0]".to_owned(),
+                "SNS delivery is not supported by Tocsin; use twilio_configs or vonage_configs"
+                    .to_owned()
+            ),
+        ]
+    );
 }

@@ -21,6 +21,9 @@
 //! - [`set`]: starts every emulator on loopback and writes `emulators.json`; [`remote`]
 //!   reads that manifest and drives emulators running in another process.
 //! - [`clock`]: the crate's one wall-clock read.
+//! - [`harness`]: the chaos harness (issue #7): launches a real cluster from the `tocsin`
+//!   binary, runs a seeded workload and fault plan (SCENARIOS.md), and checks the emulators'
+//!   logs and the store's committed log against an independent oracle.
 //!
 //! # Use from a test
 //!
@@ -59,6 +62,7 @@
 pub mod clock;
 pub mod emulator;
 pub mod error;
+pub mod harness;
 pub mod pagerduty;
 pub mod rate_limit;
 pub mod remote;
@@ -74,3 +78,13 @@ pub use emulator::faults::{FaultMode, FaultSpec};
 pub use emulator::log::{RecordedAnswer, RecordedRequest};
 pub use emulator::{Emulator, EmulatorKind};
 pub use error::ChaosError;
+
+/// Installs ring as the process's default rustls crypto provider (reqwest is built without
+/// one); idempotent. Call it before building an HTTP client.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means a provider is already installed, which is what we want.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

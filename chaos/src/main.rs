@@ -1,7 +1,12 @@
-//! `tocsin-chaos`: the provider emulators as a process.
+//! `tocsin-chaos`: the provider emulators as a process, and the chaos harness.
 //!
-//! `tocsin-chaos emulators --dir DIR` starts every emulator on free loopback ports, writes
-//! `DIR/emulators.json`, and runs until Ctrl-C or SIGTERM.
+//! - `tocsin-chaos emulators --dir DIR` starts every emulator on free loopback ports, writes
+//!   `DIR/emulators.json`, and runs until Ctrl-C or SIGTERM.
+//! - `tocsin-chaos run --scenario S2 --seed 42` (or `--all --seeds N`) runs scenarios of
+//!   SCENARIOS.md against a real cluster of the `tocsin` binary (`--tocsin PATH`, else the
+//!   one next to this executable), prints a table and writes one `report.json` per run.
+//! - `tocsin-chaos kill-zone b --cluster DIR/cluster.json` SIGKILLs every node and worker of
+//!   zone b of a cluster started by `tocsin dev` (or by the harness).
 
 use std::path::PathBuf;
 
@@ -10,12 +15,13 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use tocsin_chaos::harness::{self, RunConfig, ScenarioId};
 use tocsin_chaos::set::EmulatorSet;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tocsin-chaos",
-    about = "Tocsin's chaos tooling: provider emulators"
+    about = "Tocsin's chaos tooling: provider emulators, the chaos harness, zone kills"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +36,44 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Run chaos scenarios against a real cluster and report the figures.
+    Run(RunArgs),
+    /// SIGKILL every node and worker of one zone listed in a cluster.json.
+    KillZone {
+        /// The zone (`a`, `b`, ...).
+        zone: String,
+        /// The cluster file written by `tocsin dev` (DIR/cluster.json).
+        #[arg(long)]
+        cluster: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenario to run (S1, S2, S3, S9, S10, S11, S12).
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    scenario: Option<String>,
+    /// Run every implemented scenario.
+    #[arg(long)]
+    all: bool,
+    /// The seed (topology, workload, fault times); random when absent.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run each scenario with this many seeds (SEED, SEED+1, ...).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// Length of the scripted workload, seconds.
+    #[arg(long, default_value_t = 30)]
+    duration_s: u64,
+    /// The `tocsin` binary (default: next to this executable).
+    #[arg(long)]
+    tocsin: Option<PathBuf>,
+    /// Directory for the runs' data, logs and reports (default: a fresh temporary one).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where to write all reports as one JSON array.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[allow(clippy::disallowed_methods)] // only main decides the exit code
@@ -45,16 +89,102 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(err) = runtime.block_on(run(cli)) {
-        eprintln!("error: {err:#}");
-        std::process::exit(1);
+    match runtime.block_on(run(cli)) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(2);
+        }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Ok(false): the command ran but a scenario failed (or a kill did not land).
+async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Command::Emulators { dir } => emulators(dir).await,
+        Command::Emulators { dir } => emulators(dir).await.map(|()| true),
+        Command::Run(args) => run_scenarios(args).await,
+        Command::KillZone { zone, cluster } => kill_zone(&zone, &cluster),
     }
+}
+
+fn kill_zone(zone: &str, cluster: &std::path::Path) -> anyhow::Result<bool> {
+    let outcomes = harness::cluster_file::kill_zone(cluster, zone)?;
+    let mut all = true;
+    for o in &outcomes {
+        match &o.error {
+            None => println!(
+                "SIGKILL {} {} (zone {}, pid {})",
+                o.entry.role, o.entry.id, zone, o.entry.pid
+            ),
+            Some(e) => {
+                all = false;
+                println!(
+                    "could not kill {} {} (pid {}): {e}",
+                    o.entry.role, o.entry.id, o.entry.pid
+                );
+            }
+        }
+    }
+    Ok(all)
+}
+
+async fn run_scenarios(args: RunArgs) -> anyhow::Result<bool> {
+    let binary = match args.tocsin {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .context("locating this executable")?
+            .with_file_name("tocsin"),
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "no tocsin binary at {} (build it, or pass --tocsin PATH)",
+        binary.display()
+    );
+    let scenarios: Vec<ScenarioId> = match &args.scenario {
+        Some(s) => vec![s.parse()?],
+        None => ScenarioId::ALL.to_vec(),
+    };
+    let base = match args.seed {
+        Some(s) => s,
+        None => rand::random::<u32>().into(),
+    };
+    let (_tmp, root) = match args.dir {
+        Some(d) => (None, d),
+        None => {
+            let t = tempfile::Builder::new().prefix("tocsin-chaos-").tempdir()?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        for k in 0..args.seeds.max(1) {
+            let seed = base.wrapping_add(k);
+            let cfg = RunConfig {
+                scenario,
+                seed,
+                binary: binary.clone(),
+                dir: root.join(format!("{}-{seed}", scenario.as_str())),
+                duration: std::time::Duration::from_secs(args.duration_s),
+            };
+            println!(
+                "running {} seed {seed}   replay: {}",
+                scenario.as_str(),
+                cfg.replay()
+            );
+            let report = harness::run(&cfg).await?;
+            println!("{}", harness::report::table(std::slice::from_ref(&report)));
+            reports.push(report);
+        }
+    }
+    println!("{}", harness::report::table(&reports));
+    if let Some(path) = args.report {
+        std::fs::write(&path, serde_json::to_string_pretty(&reports)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(reports.iter().all(|r| r.pass))
 }
 
 async fn emulators(dir: PathBuf) -> anyhow::Result<()> {

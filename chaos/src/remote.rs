@@ -41,6 +41,7 @@ impl RemoteEmulator {
     /// A client for the emulator serving HTTP at `addr`.
     pub fn new(addr: SocketAddr) -> Result<Self, ChaosError> {
         let base = format!("http://{addr}");
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
             .build()

@@ -9,12 +9,15 @@
 //!   commands, queries and changes. One encoding, one place that validates it.
 //! - [`worker`]: the worker ↔ balancer session in domain types, with validated conversions
 //!   from and to the generated messages.
+//! - [`tls`]: the process's one TLS crypto provider (ring), installed before any HTTP client
+//!   is built.
 //! - [`error`]: [`ServiceError`], the errors a Tocsin service returns over the wire, and the one
 //!   place they are mapped to and from `tonic::Status` (typed metadata, never parsed text).
 
 pub mod codec;
 pub mod error;
 pub mod ids;
+pub mod tls;
 pub mod worker;
 
 pub use error::{LeaderHint, ServiceError};

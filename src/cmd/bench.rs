@@ -27,6 +27,9 @@ pub enum BenchCommand {
     /// engine and in a real Prometheus on the same data, timed alternately; medians and
     /// ratios, plus bytes per sample of the compressed store.
     Eval(EvalBenchArgs),
+    /// End to end: notifications/s through the outbox to a local webhook sink, and latency
+    /// from the committed `firing` transition to the sink, at 1k and 10k active alerts.
+    E2e(super::bench_e2e::E2eBenchArgs),
 }
 
 /// Flags of `tocsin bench eval`.
@@ -72,6 +75,13 @@ pub struct StoreBenchArgs {
 /// Runs a benchmark; exit code 0 on success.
 pub async fn run(cmd: BenchCommand) -> i32 {
     match cmd {
+        BenchCommand::E2e(args) => match super::bench_e2e::run(args).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("tocsin bench e2e: {e:#}");
+                1
+            }
+        },
         BenchCommand::Eval(args) => {
             let tmp = match tempfile::tempdir() {
                 Ok(t) => t,
@@ -407,7 +417,7 @@ async fn open_loop(
     Lat(all)
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

@@ -151,6 +151,10 @@ fn spawn_worker(exe: &Path, dir: &Path, p: &ProcessEntry, all: &[ProcessEntry]) 
         .iter()
         .find(|q| q.role == "node" && q.zone == p.zone)
         .map(|q| format!("--datasource=http://{}", q.http));
+    let external = all
+        .iter()
+        .find(|q| q.role == "node" && q.zone == p.zone)
+        .map(|q| format!("--external-url=http://{}", q.http));
     let log_path = dir.join("logs").join(format!("{}.log", p.id));
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -167,7 +171,8 @@ fn spawn_worker(exe: &Path, dir: &Path, p: &ProcessEntry, all: &[ProcessEntry]) 
         .arg(format!("--zone={}", p.zone))
         .arg(format!("--join={}", join.join(",")))
         .arg("--profile=test")
-        .args(datasource);
+        .args(datasource)
+        .args(external);
     cmd.stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
     cmd.spawn()
         .with_context(|| format!("start worker {}", p.id))
@@ -226,6 +231,13 @@ async fn dev(args: DevArgs) -> Result<()> {
     if !rules_path.exists() {
         std::fs::write(&rules_path, dev_demo::DEMO_RULES)?;
     }
+    let emulators = tocsin_chaos::set::EmulatorSet::start_local(&demo_cancel)
+        .await
+        .context("start the provider emulators")?;
+    let notify_path = dir.join("alertmanager.yml");
+    if !notify_path.exists() {
+        std::fs::write(&notify_path, dev_demo::demo_notify_config(&emulators))?;
+    }
     let snapshot = file.processes.clone();
     let mut children = Vec::new();
     for p in &mut file.processes {
@@ -236,6 +248,18 @@ async fn dev(args: DevArgs) -> Result<()> {
         };
         p.pid = child.id().unwrap_or(0);
         children.push((p.clone(), child));
+    }
+    // Emulators are recorded after the processes are spawned: they live in this process.
+    for e in emulators.manifest() {
+        file.processes.push(ProcessEntry {
+            role: "emulator".into(),
+            id: e.kind.as_str().into(),
+            zone: String::new(),
+            pid: std::process::id(),
+            grpc: String::new(),
+            http: e.http.to_string(),
+            kind: Some(e.kind.as_str().into()),
+        });
     }
     let json = serde_json::to_string_pretty(&file)?;
     std::fs::write(dir.join("cluster.json"), json)?;
@@ -279,6 +303,30 @@ async fn dev(args: DevArgs) -> Result<()> {
         children[0].0.http
     );
 
+    println!(
+        "  notification config: {} (pages go to the PagerDuty, Slack and Twilio emulators; \
+         `tocsin notify apply` after editing)",
+        notify_path.display()
+    );
+    println!(
+        "  pages received: curl http://{}/requests   (PagerDuty emulator)",
+        emulators.pagerduty.emulator().addr()
+    );
+    match std::fs::read(&notify_path) {
+        Ok(body) => {
+            if let Err(e) = dev_demo::put_when_ready(
+                &children[0].0.http,
+                "/api/v1/notify/config",
+                body,
+                &notify_path.display().to_string(),
+            )
+            .await
+            {
+                eprintln!("tocsin dev: {e:#}");
+            }
+        }
+        Err(e) => eprintln!("tocsin dev: cannot read {}: {e}", notify_path.display()),
+    }
     if let Err(e) = dev_demo::apply_rules(&children[0].0.http, &rules_path).await {
         eprintln!("tocsin dev: {e:#}");
     }
@@ -319,6 +367,12 @@ async fn dev(args: DevArgs) -> Result<()> {
                     Err(_) => Vec::new(),
                 };
                 line.push_str(&format!("  firing [{}]", firing.join(", ")));
+                line.push_str(&format!(
+                    "  delivered: pagerduty {} incidents, slack {} messages, sms {}",
+                    emulators.pagerduty.incidents().incidents.len(),
+                    emulators.slack.emulator().requests().len(),
+                    emulators.twilio.messages().len(),
+                ));
                 if line != last_line {
                     println!("[status] {line}");
                     last_line = line;

@@ -101,6 +101,82 @@ pub fn write_node_config(path: &Path, node_https: &[String], exporter: &str) -> 
     std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }
 
+/// The sample `alertmanager.yml`: pages (severity=page) go to PagerDuty, Slack and SMS;
+/// everything else to Slack and a webhook. Every URL points at a local provider emulator.
+pub fn demo_notify_config(emulators: &tocsin_chaos::set::EmulatorSet) -> String {
+    let pd = emulators.pagerduty.emulator().url("/v2/enqueue");
+    let slack = emulators.slack.emulator().url("/services/T000/B000/demo");
+    let twilio = emulators.twilio.emulator().url("");
+    let vonage = emulators.vonage.emulator().url("");
+    let hook = emulators.webhook.emulator().url("/alerts");
+    format!(
+        r#"# Tocsin dev: every receiver points at a local provider emulator (see cluster.json).
+route:
+  receiver: team-chat
+  group_by: [alertname]
+  group_wait: 5s
+  group_interval: 30s
+  repeat_interval: 4h
+  routes:
+  - matchers: ['severity="page"']
+    receiver: oncall
+receivers:
+- name: oncall
+  pagerduty_configs:
+  - routing_key: 0123456789abcdef0123456789abcdef
+    url: {pd}
+  slack_configs:
+  - api_url: {slack}
+    channel: '#oncall'
+    send_resolved: true
+  twilio_configs:
+  - api_url: {twilio}
+    account_sid: AC0123456789abcdef0123456789abcdef
+    auth_token: dev-token
+    from: "+15005550006"
+    to: ["+15005550001"]
+  vonage_configs:
+  - api_url: {vonage}
+    api_key: devkey
+    api_secret: devsecret
+    from: Tocsin
+    to: ["+15005550001"]
+- name: team-chat
+  slack_configs:
+  - api_url: {slack}
+    channel: '#alerts'
+    send_resolved: true
+  webhook_configs:
+  - url: {hook}
+inhibit_rules:
+- source_matchers: ['severity="page"']
+  target_matchers: ['severity="warning"']
+  equal: [instance]
+"#
+    )
+}
+
+/// PUTs `body` to `http://{http}{path}` once the node answers; bounded.
+pub async fn put_when_ready(http: &str, path: &str, body: Vec<u8>, what: &str) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let url = format!("http://{http}{path}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.put(&url).body(body.clone()).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status() == reqwest::StatusCode::BAD_REQUEST => {
+                anyhow::bail!("{what} was refused: {}", r.text().await.unwrap_or_default())
+            }
+            _ if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+            other => anyhow::bail!("could not apply {what}: {other:?}"),
+        }
+    }
+}
+
 /// Applies the sample rules through node `http` once it answers; bounded.
 pub async fn apply_rules(http: &str, rules_path: &Path) -> Result<()> {
     let body =

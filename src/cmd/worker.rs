@@ -13,6 +13,7 @@ use tocsin_alerter::notify::config::Config;
 use tocsin_alerter::notify::deliver::build::{self, ChannelOptions};
 use tocsin_alerter::notify::deliver::channel::Channel;
 use tocsin_alerter::notify::deliver::retry::RetryPolicy;
+use tocsin_alerter::notify::ratelimit::{RateLimiter, RedisLimiterConfig};
 use tocsin_alerter::worker::evaluator::DatasourceEvaluator;
 use tocsin_alerter::worker::group::GroupCtx;
 use tocsin_alerter::worker::notify::{self, ChannelFactory, NotifyCtx};
@@ -70,6 +71,10 @@ pub struct WorkerArgs {
     /// channel without provider-side dedup (SMS, Slack) sends it again, milliseconds.
     #[arg(long, default_value_t = 15_000)]
     claim_timeout_ms: u64,
+    /// Redis (`HOST:PORT` or `redis://...`) that workers share per-endpoint rate limits
+    /// through; without it (or while it is down) each worker limits to its share locally.
+    #[arg(long)]
+    redis: Option<String>,
     /// Deadline of one request to a notification provider, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     provider_timeout_ms: u64,
@@ -190,6 +195,15 @@ pub async fn run(args: WorkerArgs) -> i32 {
             return crate::EXIT_FATAL;
         }
     };
+    // Without Redis every worker takes an equal share; three zones with one worker each is the
+    // smallest production layout.
+    let limiter = match RateLimiter::new(args.redis.clone().map(RedisLimiterConfig::new), 3) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tocsin: invalid --redis: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let notify = NotifyCtx {
         client: client.clone(),
         worker: worker.clone(),
@@ -205,6 +219,7 @@ pub async fn run(args: WorkerArgs) -> i32 {
         claim_timeout: Duration::from_millis(args.claim_timeout_ms),
         external_url: args.external_url.clone(),
         now_ms: crate::clock::wall_ms,
+        limiter: Some(limiter),
     };
     tracker.spawn(notify::run(
         notify,

@@ -8,6 +8,12 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+/// An HTTP client (with the process's TLS provider installed first).
+pub fn http_client() -> reqwest::Client {
+    tocsin_proto::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// The `tocsin` binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tocsin"))
@@ -235,7 +241,7 @@ impl WorkerProc {
 
 /// `GET /api/v1/status` of the node at `http`, as JSON.
 pub async fn status(http: &str) -> Option<serde_json::Value> {
-    let r = reqwest::Client::new()
+    let r = http_client()
         .get(format!("http://{http}/api/v1/status"))
         .timeout(Duration::from_secs(2))
         .send()

@@ -32,6 +32,7 @@ pub struct PrometheusClient {
 impl PrometheusClient {
     /// Builds the client (no connection is made until the first query).
     pub fn new(cfg: PrometheusConfig) -> Result<Self, ConfigError> {
+        tocsin_proto::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .default_headers(cfg.headers.clone())

@@ -42,12 +42,13 @@ use tracing::{debug, info, warn};
 
 use super::session::Ownership;
 use crate::notify::config::{self, Config};
-use crate::notify::deliver::channel::{Channel, Delivery};
+use crate::notify::deliver::channel::{Channel, Delivery, SendOutcome};
 use crate::notify::deliver::message::NotificationData;
 use crate::notify::deliver::retry::{Next, RetryPolicy};
 use crate::notify::dispatch::{Dispatcher, MuteState};
 use crate::notify::group::{Flush, NotifyLogEntry};
 use crate::notify::inhibit::{FiringAlert, Inhibitor};
+use crate::notify::ratelimit::{RateLimit, RateLimiter};
 use crate::notify::silence::Silencer;
 
 /// Builds the channels (one per delivery unit) of a receiver.
@@ -76,7 +77,23 @@ pub struct NotifyCtx {
     pub external_url: String,
     /// Wall clock, ms since the Unix epoch.
     pub now_ms: fn() -> i64,
+    /// Per-endpoint rate limits shared through Redis (local at this worker's share without it).
+    pub limiter: Option<RateLimiter>,
 }
+
+/// The provider limit of a channel kind (providers.md): Slack 1/s per webhook, PagerDuty
+/// 120/min per key, Twilio about 1/s per sender.
+fn limit_of(kind: &str) -> Option<RateLimit> {
+    match kind {
+        "slack" => Some(RateLimit::slack_webhook()),
+        "pagerduty" => Some(RateLimit::pagerduty()),
+        "sms" | "twilio" | "vonage" => Some(RateLimit::twilio_sender()),
+        _ => None,
+    }
+}
+
+/// How long a send waits for a rate-limit slot before it is rescheduled through the outbox.
+const RATE_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// Runs until `cancel`.
 pub async fn run(
@@ -675,6 +692,7 @@ impl NotifyLoop {
     fn start_send(&self, send: SendJob) {
         let results = self.results.clone();
         let retry = self.ctx.retry;
+        let limiter = self.ctx.limiter.clone();
         self.tracker.spawn(async move {
             let SendJob {
                 shard,
@@ -684,7 +702,18 @@ impl NotifyLoop {
                 delivery,
             } = send;
             let attempt = delivery.attempt + 1;
-            let outcome = channel.send(&delivery).await;
+            let slot = match (&limiter, channel.rate_key(), limit_of(channel.kind())) {
+                (Some(l), Some(key), Some(limit)) => l.acquire(&key, &limit, RATE_WAIT_MAX).await,
+                _ => Ok(()),
+            };
+            let outcome = match slot {
+                Ok(()) => channel.send(&delivery).await,
+                // Not a provider failure: come back when the endpoint has room.
+                Err(after) => SendOutcome::Retry {
+                    retry_after: Some(after),
+                    reason: "rate limited locally".into(),
+                },
+            };
             debug!(key = ?delivery.key, seq = delivery.seq, kind = channel.kind(), ?outcome, "sent");
             let next = retry.next(attempt, outcome, rand::random::<f64>());
             let _ = results.send(SendResult {

@@ -47,3 +47,9 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// An HTTP client (with the process's TLS provider installed first).
+pub fn http() -> reqwest::Client {
+    tocsin_proto::tls::install_crypto_provider();
+    reqwest::Client::new()
+}

@@ -9,6 +9,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client with a deadline on every call and no connection reuse surprises.
 pub fn client() -> reqwest::Client {
+    tocsin_chaos::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(CALL_TIMEOUT)
         .build()

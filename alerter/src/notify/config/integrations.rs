@@ -54,7 +54,7 @@ pub(crate) fn receiver(
                 ConfigErrorKind::Unsupported(format!(
                     "receiver {name:?} uses {field}, which Tocsin does not support; supported \
                      receiver types: pagerduty_configs, slack_configs, webhook_configs, \
-                     email_configs, opsgenie_configs, sns_configs, twilio_configs, vonage_configs"
+                     email_configs, twilio_configs, vonage_configs"
                 )),
             );
         }
@@ -76,13 +76,17 @@ pub(crate) fn receiver(
         let p = format!("{path}.email_configs[{i}]");
         out.extend(super::email::email(ctx, &p, c, g).map(Integration::Email));
     }
+    // Opsgenie and SNS are parsed and checked like Alertmanager does (so a file's other
+    // mistakes are still reported), then refused: Tocsin has no channel for them.
     for (i, c) in each(&rv.opsgenie_configs) {
         let p = format!("{path}.opsgenie_configs[{i}]");
-        out.extend(super::email::opsgenie(ctx, &p, c, g).map(Integration::Opsgenie));
+        let _ = super::email::opsgenie(ctx, &p, c, g);
+        ctx.err(p, &c.referenced, not_delivered("Opsgenie"));
     }
     for (i, c) in each(&rv.sns_configs) {
         let p = format!("{path}.sns_configs[{i}]");
-        out.extend(super::sms::sns(ctx, &p, c, g).map(Integration::Sns));
+        let _ = super::sms::sns(ctx, &p, c, g);
+        ctx.err(p, &c.referenced, not_delivered("SNS"));
     }
     for (i, c) in each(&rv.twilio_configs) {
         let p = format!("{path}.twilio_configs[{i}]");
@@ -96,6 +100,19 @@ pub(crate) fn receiver(
         name,
         integrations: out,
     })
+}
+
+/// The refusal of an integration type that is parsed but not delivered to (the same words as
+/// the delivery builder's error).
+fn not_delivered(what: &str) -> ConfigErrorKind {
+    let instead = if what == "SNS" {
+        "use twilio_configs or vonage_configs"
+    } else {
+        "use pagerduty_configs or webhook_configs"
+    };
+    ConfigErrorKind::Unsupported(format!(
+        "{what} delivery is not supported by Tocsin; {instead}"
+    ))
 }
 
 const PD_DEFAULT_DETAILS: [(&str, &str); 4] = [

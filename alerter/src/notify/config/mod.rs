@@ -7,7 +7,8 @@
 //! (`route.routes[2].matchers[0]`) and its line and column.
 //!
 //! Not implemented (refused with an error naming them): receiver types other than PagerDuty,
-//! Slack, webhook, email, Opsgenie, SNS, Twilio and Vonage; `http_config.oauth2`; time zones
+//! Slack, webhook, email, Twilio and Vonage (`opsgenie_configs` and `sns_configs` are parsed
+//! and checked, then refused: there is no channel for them); `http_config.oauth2`; time zones
 //! other than UTC and fixed offsets (see [`super::time_interval`]). Templated fields are kept
 //! as source and not checked here (Alertmanager checks them only when rendering).
 

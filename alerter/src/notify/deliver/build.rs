@@ -11,7 +11,9 @@ use crate::notify::config::{Config, HttpAuth, HttpConfig, Integration, Receiver,
 /// Settings shared by every channel of a process.
 #[derive(Clone, Debug)]
 pub struct ChannelOptions {
-    /// Base URL of Tocsin's UI/API, for links the data does not carry.
+    /// Base URL of Tocsin's UI/API. Templates read `.ExternalURL` from the notification data
+    /// (fixed at flush, so every resend says the same); this is the process's own setting,
+    /// kept for callers that build the data.
     pub external_url: String,
     /// How long an SMS chain keeps retrying one provider before the next one sends
     /// (measured from the outbox entry's enqueue time).

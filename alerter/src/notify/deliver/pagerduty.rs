@@ -11,6 +11,7 @@ use super::channel::{
     Channel, Delivery, SendFuture, SendOutcome, classify_failure, for_integration, read_answer,
     snippet, stable_hash_hex,
 };
+use super::message::NotificationData;
 use super::text::{Renderer, TextTemplate};
 use crate::notify::config::{PagerDutyConfig, PagerDutyKey};
 
@@ -148,31 +149,7 @@ impl PagerDutyChannel {
         if resolve {
             return Ok(Some(ev));
         }
-        let mut source = r.render(&f.source)?;
-        if source.is_empty() {
-            source.clone_from(&client);
-        }
-        let severity = r.render(&f.severity)?;
-        let mut payload = json!({
-            "summary": summary,
-            "source": source,
-            "severity": if severity.is_empty() { "error".to_owned() } else { severity },
-            "custom_details": details,
-        });
-        if let Some(ts) = data.firing().map(|a| a.starts_at.as_str()).max() {
-            payload["timestamp"] = ts.into();
-        }
-        for (name, t) in [
-            ("class", &f.class),
-            ("component", &f.component),
-            ("group", &f.group),
-        ] {
-            let v = r.render(t)?;
-            if !v.is_empty() {
-                payload[name] = v.into();
-            }
-        }
-        ev["payload"] = payload;
+        ev["payload"] = self.trigger_payload(&r, &data, summary, details, &client)?;
         ev["client"] = client.into();
         ev["client_url"] = client_url.into();
         let mut images = Vec::new();
@@ -196,6 +173,43 @@ impl PagerDutyChannel {
             ev["links"] = links.into();
         }
         Ok(Some(ev))
+    }
+
+    /// The `payload` of a trigger.
+    fn trigger_payload(
+        &self,
+        r: &Renderer<'_>,
+        data: &NotificationData,
+        summary: String,
+        details: serde_json::Map<String, Value>,
+        client: &str,
+    ) -> Result<Value, String> {
+        let f = &self.fields;
+        let mut source = r.render(&f.source)?;
+        if source.is_empty() {
+            client.clone_into(&mut source);
+        }
+        let severity = r.render(&f.severity)?;
+        let mut payload = json!({
+            "summary": summary,
+            "source": source,
+            "severity": if severity.is_empty() { "error".to_owned() } else { severity },
+            "custom_details": details,
+        });
+        if let Some(ts) = data.firing().map(|a| a.starts_at.as_str()).max() {
+            payload["timestamp"] = ts.into();
+        }
+        for (name, t) in [
+            ("class", &f.class),
+            ("component", &f.component),
+            ("group", &f.group),
+        ] {
+            let v = r.render(t)?;
+            if !v.is_empty() {
+                payload[name] = v.into();
+            }
+        }
+        Ok(payload)
     }
 
     async fn send_one(&self, delivery: &Delivery) -> SendOutcome {

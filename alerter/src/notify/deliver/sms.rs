@@ -106,8 +106,8 @@ impl SmsChain {
         for p in &self.providers[start..] {
             match self.send_provider(p, d).await {
                 SendOutcome::Permanent { reason } => permanent.push(reason),
-                // Skipped by one provider (no send_resolved) means skipped for the unit only
-                // if every later provider would skip too; keep it simple: the chain stops.
+                // Delivered, retryable (this provider's window is not over), or skipped (this
+                // provider does not send resolved notifications): the chain stops here.
                 other => return other,
             }
         }

@@ -1,0 +1,365 @@
+//! The checker: compares what the emulators received with what the oracle expects, and reads
+//! the store's committed log for fencing, evaluation gaps and ownership after a fault. Pure:
+//! everything it needs is passed in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use tocsin_state::audit::FenceAudit;
+use tocsin_state::model::{Command, ShardOp, ZoneState};
+
+use super::oracle::{Expected, NoticeKey, NoticeStatus};
+use super::recorder::Recording;
+use crate::RecordedRequest;
+use crate::pagerduty::incidents::{IncidentStatus, IncidentsView};
+
+/// Tolerance when checking that a resend waited for `Retry-After` (timer granularity).
+const RETRY_AFTER_SLACK_MS: i64 = 100;
+
+/// What the emulators recorded.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Webhook requests per receiver (`team-a`, `team-b`).
+    pub hooks: BTreeMap<String, Vec<RecordedRequest>>,
+    /// PagerDuty requests.
+    pub pagerduty: Vec<RecordedRequest>,
+    /// PagerDuty's incident table at the end.
+    pub incidents: IncidentsView,
+}
+
+/// The fault the figures are measured against.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// When it was injected (wall ms).
+    pub start_ms: i64,
+    /// The zone it hit, if it hit one.
+    pub zone: Option<String>,
+    /// Workers it killed or paused (their shards must move).
+    pub workers: BTreeSet<String>,
+}
+
+/// p50, p99 and max of a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: i64,
+    /// 99th percentile.
+    pub p99: i64,
+    /// Maximum.
+    pub max: i64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles; `None` for an empty sample.
+    pub fn of(mut v: Vec<i64>) -> Option<Self> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let rank = |p: f64| {
+            let i = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            v[i - 1]
+        };
+        Some(Self {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: v[v.len() - 1],
+        })
+    }
+}
+
+/// Every figure of SCENARIOS.md the harness measures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Figures {
+    /// Notifications the oracle expects (webhooks) plus PagerDuty incidents and resolves.
+    pub expected: usize,
+    /// Expected notifications nobody received.
+    pub missed: usize,
+    /// The same notification delivered twice after the provider's own dedup (two
+    /// idempotency keys for one webhook notification, two incidents for one dedup key).
+    pub duplicates_idempotent: usize,
+    /// Any notification processed more than once, any channel.
+    pub duplicates_raw: usize,
+    /// Shard writes applied with a stale epoch (from the committed log).
+    pub stale_epoch_commits: u64,
+    /// Shard writes applied for an unowned shard (from the committed log).
+    pub unowned_commits: u64,
+    /// Whether the audit saw every entry (no compaction gap).
+    pub audit_complete: bool,
+    /// Notifications the oracle does not expect, or that came before they could be true.
+    pub spurious: usize,
+    /// Arrival − due, webhook notifications, ms.
+    pub latency_ms: Option<Percentiles>,
+    /// Max latency per receiver, ms (other receivers unaffected by one's faults).
+    pub latency_max_ms_by_receiver: BTreeMap<String, i64>,
+    /// Longest gap between two evaluations of one rule group (in evaluation slots or in
+    /// commit arrival, whichever is longer), s.
+    pub eval_gap_s: Option<f64>,
+    /// Fault → the balancer marks the zone non-healthy, s.
+    pub detect_s: Option<f64>,
+    /// Fault → the first shard moved off a faulted worker, s.
+    pub first_move_s: Option<f64>,
+    /// Fault → every shard owned by a worker the fault did not hit, s.
+    pub reassign_s: Option<f64>,
+    /// Requests answered 429 with `Retry-After` whose resend was checked.
+    pub retry_after_checked: usize,
+    /// Resends that came sooner than `Retry-After` allowed.
+    pub retry_after_violations: usize,
+    /// Entries in the committed log that the checker read.
+    pub log_entries: usize,
+    /// Evaluations committed (all groups).
+    pub evaluations: usize,
+}
+
+/// One webhook delivery, parsed.
+struct Hook<'a> {
+    key: NoticeKey,
+    idempotency_key: String,
+    req: &'a RecordedRequest,
+}
+
+fn parse_hook<'a>(receiver_hint: &str, req: &'a RecordedRequest) -> Option<Hook<'a>> {
+    let body: serde_json::Value = serde_json::from_str(&req.body).ok()?;
+    let status = NoticeStatus::parse(body["status"].as_str()?)?;
+    let receiver = body["receiver"]
+        .as_str()
+        .unwrap_or(receiver_hint)
+        .to_string();
+    let series = body["alerts"][0]["labels"]["series"].as_str()?.to_string();
+    Some(Hook {
+        key: NoticeKey {
+            receiver,
+            series,
+            status,
+        },
+        idempotency_key: req
+            .headers
+            .get("idempotency-key")
+            .cloned()
+            .unwrap_or_default(),
+        req,
+    })
+}
+
+/// Compares deliveries with the oracle and reads the log.
+pub fn check(
+    expected: &[Expected],
+    incidents_expected: (usize, usize),
+    observed: &Observed,
+    recording: &Recording,
+    fault: Option<&FaultWindow>,
+    end_ms: i64,
+) -> Figures {
+    let mut f = Figures::default();
+    deliveries(expected, observed, &mut f);
+    pagerduty(incidents_expected, observed, &mut f);
+    retry_after(observed, &mut f);
+    log(recording, fault, end_ms, &mut f);
+    f
+}
+
+fn deliveries(expected: &[Expected], observed: &Observed, f: &mut Figures) {
+    let mut got: BTreeMap<NoticeKey, Vec<Hook<'_>>> = BTreeMap::new();
+    for (receiver, reqs) in &observed.hooks {
+        for r in reqs.iter().filter(|r| r.processed) {
+            match parse_hook(receiver, r) {
+                Some(h) => got.entry(h.key.clone()).or_default().push(h),
+                None => f.spurious += 1,
+            }
+        }
+    }
+    let by_key: BTreeMap<&NoticeKey, &Expected> = expected.iter().map(|e| (&e.key, e)).collect();
+    let mut latencies = Vec::new();
+    for e in expected {
+        f.expected += 1;
+        let Some(hooks) = got.get(&e.key) else {
+            f.missed += 1;
+            continue;
+        };
+        if let Some(first) = hooks.iter().map(|h| h.req.time_ms).min() {
+            let l = first - e.due_ms;
+            latencies.push(l);
+            let m = f
+                .latency_max_ms_by_receiver
+                .entry(e.key.receiver.clone())
+                .or_insert(i64::MIN);
+            *m = (*m).max(l);
+        }
+    }
+    for (key, hooks) in &got {
+        f.duplicates_raw += hooks.len().saturating_sub(1);
+        let keys: BTreeSet<&str> = hooks.iter().map(|h| h.idempotency_key.as_str()).collect();
+        f.duplicates_idempotent += keys.len().saturating_sub(1);
+        match by_key.get(key) {
+            None => f.spurious += hooks.len(),
+            Some(e) => {
+                f.spurious += hooks
+                    .iter()
+                    .filter(|h| h.req.time_ms < e.not_before_ms)
+                    .count();
+            }
+        }
+    }
+    f.latency_ms = Percentiles::of(latencies);
+}
+
+fn pagerduty(incidents_expected: (usize, usize), observed: &Observed, f: &mut Figures) {
+    let (opened, resolved) = incidents_expected;
+    let per_key = observed.incidents.per_dedup_key();
+    let resolved_seen = observed
+        .incidents
+        .incidents
+        .iter()
+        .filter(|i| i.status == IncidentStatus::Resolved)
+        .count();
+    f.expected += opened + resolved;
+    f.missed += opened.saturating_sub(per_key.len()) + resolved.saturating_sub(resolved_seen);
+    f.spurious += per_key.len().saturating_sub(opened);
+    f.duplicates_idempotent += per_key.values().map(|n| n.saturating_sub(1)).sum::<usize>();
+    let mut events: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in observed.pagerduty.iter().filter(|r| r.processed) {
+        let key = r.details["dedup_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let action = r.details["action"].to_string();
+        *events.entry((key, action)).or_default() += 1;
+    }
+    f.duplicates_raw += events.values().map(|n| n.saturating_sub(1)).sum::<usize>();
+}
+
+fn retry_after(observed: &Observed, f: &mut Figures) {
+    let logs = observed
+        .hooks
+        .values()
+        .chain(std::iter::once(&observed.pagerduty));
+    for reqs in logs {
+        for (i, r) in reqs.iter().enumerate() {
+            let Some(after_s) = r.answer.retry_after_s.filter(|_| r.answer.status == 429) else {
+                continue;
+            };
+            let ident = |q: &RecordedRequest| {
+                q.headers
+                    .get("idempotency-key")
+                    .cloned()
+                    .or_else(|| q.details["dedup_key"].as_str().map(str::to_owned))
+            };
+            let me = ident(r);
+            let Some(next) = reqs[i + 1..].iter().find(|q| ident(q) == me) else {
+                continue;
+            };
+            f.retry_after_checked += 1;
+            let wait = i64::try_from(after_s)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
+            if next.time_ms - r.time_ms < wait - RETRY_AFTER_SLACK_MS {
+                f.retry_after_violations += 1;
+            }
+        }
+    }
+}
+
+/// Ownership replayed from the log: shard → owner.
+type Owners = BTreeMap<tocsin_state::model::ShardId, Option<String>>;
+
+fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut Figures) {
+    let mut audit = FenceAudit::new();
+    let mut evals: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut owners: Owners = BTreeMap::new();
+    let hit =
+        |o: &Option<String>, fw: &FaultWindow| o.as_ref().is_none_or(|w| fw.workers.contains(w));
+    for e in &recording.entries {
+        audit.observe(e.index, &e.changes);
+        for c in &e.changes {
+            match c {
+                Command::Assign { shards } => {
+                    for (s, o) in shards {
+                        let new = o.as_ref().map(|w| w.to_string());
+                        if let Some(fw) = fault
+                            && e.recv_ms >= fw.start_ms
+                            && f.first_move_s.is_none()
+                            && owners.get(s).is_some_and(|old| hit(old, fw))
+                            && !hit(&new, fw)
+                        {
+                            f.first_move_s = Some(secs(e.recv_ms - fw.start_ms));
+                        }
+                        owners.insert(*s, new);
+                    }
+                }
+                Command::RemoveWorker { id } => {
+                    for o in owners.values_mut() {
+                        if o.as_deref() == Some(id.as_str()) {
+                            *o = None;
+                        }
+                    }
+                }
+                Command::SetZone { zone, record } => {
+                    if let Some(fw) = fault
+                        && e.recv_ms >= fw.start_ms
+                        && f.detect_s.is_none()
+                        && fw.zone.as_deref() == Some(zone.as_str())
+                        && record.state != ZoneState::Healthy
+                    {
+                        f.detect_s = Some(secs(e.recv_ms - fw.start_ms));
+                    }
+                }
+                Command::Shard {
+                    op: ShardOp::EvalCycle { group, eval_ms, .. },
+                    ..
+                } => {
+                    evals
+                        .entry(format!("{}/{}", group.namespace, group.name))
+                        .or_default()
+                        .push((*eval_ms, e.recv_ms));
+                }
+                _ => {}
+            }
+        }
+        if let Some(fw) = fault
+            && e.recv_ms >= fw.start_ms
+            && f.reassign_s.is_none()
+            && !owners.is_empty()
+            && owners.values().all(|o| !hit(o, fw))
+        {
+            f.reassign_s = Some(secs(e.recv_ms - fw.start_ms));
+        }
+    }
+    let report = audit.report();
+    f.stale_epoch_commits = report.stale_epoch_commits;
+    f.unowned_commits = report.unowned_commits;
+    f.audit_complete = recording.gaps.is_empty();
+    f.log_entries = recording.entries.len();
+    let mut gap_ms: Option<i64> = None;
+    for list in evals.values_mut() {
+        list.sort_unstable();
+        list.dedup_by_key(|x| x.0);
+        f.evaluations += list.len();
+        // Both clocks: the evaluation slots (a catch-up evaluation fills a missed slot) and
+        // when the commits reached the harness (which a catch-up cannot hide).
+        let inner = list
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0).max(w[1].1 - w[0].1))
+            .max();
+        // A group that stopped being evaluated shows as the gap up to the end of the run.
+        let tail = list.last().map(|l| end_ms - l.0);
+        let g = inner.into_iter().chain(tail).max();
+        gap_ms = gap_ms.max(g);
+    }
+    f.eval_gap_s = gap_ms.map(secs);
+}
+
+fn secs(ms: i64) -> f64 {
+    (ms as f64 / 100.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let p = Percentiles::of((1..=100).collect()).expect("non-empty");
+        assert_eq!((p.p50, p.p99, p.max), (50, 99, 100));
+        assert!(Percentiles::of(Vec::new()).is_none());
+    }
+}

@@ -1,0 +1,41 @@
+//! The chaos harness (issue #7): runs a real Tocsin cluster from the built `tocsin` binary,
+//! drives a scripted workload through it, injects the faults of SCENARIOS.md, and checks
+//! what the provider emulators received against an independent oracle and the store's own
+//! committed log.
+//!
+//! # Layout
+//!
+//! - [`process`]: one child process (spawn, SIGKILL, SIGSTOP/SIGCONT, SIGTERM).
+//! - [`cluster`]: the launcher (one node per zone, workers per zone, data dirs, loopback
+//!   ports from the OS, `cluster.json`) and the cluster's HTTP API as the harness uses it.
+//! - [`cluster_file`]: `cluster.json` (shared with `tocsin dev`) and `kill-zone`.
+//! - [`proxy`]: an in-process TCP proxy with an off switch (the workers' datasource link).
+//! - [`workload`]: the seeded metric script, the exporter the nodes scrape, the rules and
+//!   the `alertmanager.yml`.
+//! - [`oracle`]: the notifications a perfect system would send, from the script alone.
+//! - [`recorder`]: the store's committed log as it is applied (watch from index 0).
+//! - [`checker`]: deliveries vs the oracle, and the log (fencing audit, evaluation gaps,
+//!   detection and reassignment times): the figures.
+//! - [`faults`]: each scenario's seeded plan and its execution.
+//! - [`scenario`]: scenario ids, [`scenario::run`], pass criteria.
+//! - [`report`]: the JSON report and the terminal table.
+//!
+//! One seed drives the topology (workers per zone), the workload and the fault plan; every
+//! report carries the command that replays it.
+
+pub mod checker;
+pub mod cluster;
+pub mod cluster_file;
+pub mod error;
+pub mod faults;
+pub mod oracle;
+pub mod process;
+pub mod proxy;
+pub mod recorder;
+pub mod report;
+pub mod scenario;
+pub mod workload;
+
+pub use error::HarnessError;
+pub use report::Report;
+pub use scenario::{RunConfig, ScenarioId, run};

@@ -1,0 +1,370 @@
+//! The scenarios of SCENARIOS.md this harness runs, their seeded fault plans and their pass
+//! criteria. [`run`] drives one: emulators, exporter, cluster, recorder, workload, faults,
+//! drain, checker, report.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::checker::{self, FaultWindow, Figures};
+use super::cluster::{Cluster, ClusterSpec, wait_until};
+use super::error::HarnessError;
+use super::faults::{self, Emulators};
+use super::oracle;
+use super::recorder::Recorder;
+use super::report::{FaultEvent, Report};
+use super::workload::{Exporter, NAMESPACE, RULE_GROUPS, Script, Timing};
+
+/// Series in every workload.
+const SERIES: usize = 8;
+/// How long the cluster gets to start and own every shard.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an API write may take (a leader election included).
+const API_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the rules get to be evaluated once before the workload starts.
+const FIRST_EVAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// After the script ends, how long the run waits for the expected notifications.
+const DRAIN_MAX: Duration = Duration::from_secs(25);
+/// After everything expected arrived, how long the run watches for duplicates.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Pass bound of `reassign_s` (SCENARIOS.md S2).
+const REASSIGN_MAX_S: f64 = 3.0;
+
+/// A scenario of SCENARIOS.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ScenarioId {
+    /// Steady state, no faults.
+    S1,
+    /// Kill every process of one zone; restart it later.
+    S2,
+    /// Kill the zone that holds the Raft leader.
+    S3,
+    /// SIGSTOP one worker past its lease, then SIGCONT.
+    S9,
+    /// Receivers answer 5xx, 429 with Retry-After, or hang.
+    S10,
+    /// The datasource is down for a while.
+    S11,
+    /// Restart every node at once.
+    S12,
+}
+
+impl ScenarioId {
+    /// Every implemented scenario, in matrix order.
+    pub const ALL: [ScenarioId; 7] = [
+        Self::S1,
+        Self::S2,
+        Self::S3,
+        Self::S9,
+        Self::S10,
+        Self::S11,
+        Self::S12,
+    ];
+
+    /// `S2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::S1 => "S1",
+            Self::S2 => "S2",
+            Self::S3 => "S3",
+            Self::S9 => "S9",
+            Self::S10 => "S10",
+            Self::S11 => "S11",
+            Self::S12 => "S12",
+        }
+    }
+}
+
+impl FromStr for ScenarioId {
+    type Err = HarnessError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|id| id.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| HarnessError::UnknownScenario(s.into()))
+    }
+}
+
+/// How to run one scenario.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Which scenario.
+    pub scenario: ScenarioId,
+    /// The seed.
+    pub seed: u64,
+    /// The `tocsin` binary.
+    pub binary: PathBuf,
+    /// The run's directory (data dirs, logs, `cluster.json`, `report.json`).
+    pub dir: PathBuf,
+    /// How long the scripted workload lasts.
+    pub duration: Duration,
+}
+
+impl RunConfig {
+    /// The command that replays this run.
+    pub fn replay(&self) -> String {
+        format!(
+            "tocsin-chaos run --scenario {} --seed {} --duration-s {}",
+            self.scenario.as_str(),
+            self.seed,
+            self.duration.as_secs()
+        )
+    }
+}
+
+/// State shared by a run's steps.
+pub(crate) struct Run {
+    pub(crate) cluster: Cluster,
+    pub(crate) emulators: Emulators,
+    pub(crate) rng: StdRng,
+    pub(crate) t0_ms: i64,
+    pub(crate) timeline: Vec<FaultEvent>,
+    pub(crate) extra: serde_json::Map<String, serde_json::Value>,
+    pub(crate) fault: Option<FaultWindow>,
+    pub(crate) failures: Vec<String>,
+    pub(crate) end_of_script_ms: i64,
+}
+
+impl Run {
+    /// Records `what` on the timeline at the current time.
+    pub(crate) fn note(&mut self, what: impl Into<String>) {
+        let what = what.into();
+        tracing::info!(at_ms = crate::clock::wall_ms() - self.t0_ms, %what, "harness");
+        self.timeline.push(FaultEvent {
+            at_ms: crate::clock::wall_ms() - self.t0_ms,
+            what,
+        });
+    }
+
+    /// Sleeps until `offset_ms` after the workload's start (fault scheduling, not waiting for
+    /// a condition).
+    pub(crate) async fn at(&self, offset_ms: i64) {
+        let wait = self.t0_ms + offset_ms - crate::clock::wall_ms();
+        if let Ok(ms) = u64::try_from(wait) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+/// Runs one scenario and returns its report (also written to `DIR/report.json`).
+pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
+    let started = tokio::time::Instant::now();
+    let stop = CancellationToken::new();
+    let _stop_guard = stop.clone().drop_guard();
+    // One seed, mixed with the scenario so S2 and S3 with the same seed differ.
+    let mut rng =
+        StdRng::seed_from_u64(cfg.seed ^ (cfg.scenario as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let zones: Vec<String> = ["a", "b", "c"].iter().map(|z| (*z).to_string()).collect();
+    let workers_per_zone = match cfg.scenario {
+        // A paused worker must not be its zone's only one (that would be a dead zone).
+        ScenarioId::S9 => 2,
+        _ => rng.random_range(1..=2),
+    };
+    let duration_ms = i64::try_from(cfg.duration.as_millis()).unwrap_or(i64::MAX);
+    let script = Arc::new(Script::generate(
+        &mut rng,
+        SERIES,
+        duration_ms,
+        Timing::default(),
+    ));
+    let emulators = Emulators::start(&stop).await?;
+    let exporter = Exporter::start(script.clone(), &stop).await?;
+    let spec = ClusterSpec {
+        binary: cfg.binary.clone(),
+        dir: cfg.dir.clone(),
+        zones: zones.clone(),
+        workers_per_zone,
+        scrape_target: exporter.addr.clone(),
+        claim_timeout_ms: 3000,
+        provider_timeout_ms: 5000,
+    };
+    let cluster = Cluster::launch(&spec, &stop).await?;
+    let mut run = Run {
+        cluster,
+        emulators,
+        rng,
+        t0_ms: crate::clock::wall_ms(),
+        timeline: Vec::new(),
+        extra: serde_json::Map::new(),
+        fault: None,
+        failures: Vec::new(),
+        end_of_script_ms: 0,
+    };
+    let result = drive(cfg, &mut run, &script, &exporter).await;
+    run.cluster.shutdown().await;
+    let (figures, end_ms) = result?;
+    let _ = end_ms;
+    judge(cfg.scenario, &figures, &mut run.failures);
+    let report = Report {
+        scenario: cfg.scenario.as_str().into(),
+        seed: cfg.seed,
+        replay: cfg.replay(),
+        pass: run.failures.is_empty(),
+        failures: run.failures,
+        zones,
+        workers_per_zone,
+        timeline: run.timeline,
+        figures,
+        extra: run.extra,
+        run_dir: cfg.dir.display().to_string(),
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    report.write_json(&cfg.dir.join("report.json"))?;
+    Ok(report)
+}
+
+/// Everything between launch and shutdown.
+async fn drive(
+    cfg: &RunConfig,
+    run: &mut Run,
+    script: &Script,
+    exporter: &Exporter,
+) -> Result<(Figures, i64), HarnessError> {
+    run.cluster.wait_ready(READY_TIMEOUT).await?;
+    // Decide the fault's zone now, so the recorder can avoid the node it will lose.
+    let plan = faults::plan(cfg.scenario, run).await;
+    let recorder = Recorder::start(run.cluster.seeds(plan.avoid_zone.as_deref())).map_err(|e| {
+        HarnessError::Api {
+            what: "starting the log recorder".into(),
+            reason: e.to_string(),
+        }
+    })?;
+    let notify = script.notify_yaml(
+        &run.emulators.hook_a.emulator().url("/hook"),
+        &run.emulators.hook_b.emulator().url("/hook"),
+        &run.emulators.pagerduty.emulator().url("/v2/enqueue"),
+    );
+    run.cluster
+        .put("/api/v1/notify/config", notify, API_TIMEOUT)
+        .await?;
+    run.cluster
+        .put(
+            &format!("/api/v1/rules/{NAMESPACE}"),
+            script.rules_yaml(),
+            API_TIMEOUT,
+        )
+        .await?;
+    wait_until(
+        FIRST_EVAL_TIMEOUT,
+        "every rule group evaluated once",
+        || async { (recorder.groups_evaluated().len() >= RULE_GROUPS).then_some(()) },
+    )
+    .await?;
+    run.t0_ms = exporter.start_clock();
+    run.end_of_script_ms = run.t0_ms + script.duration_ms;
+    let expected = oracle::expected(script, run.t0_ms);
+    let incidents = oracle::expected_incidents(script);
+    faults::execute(cfg.scenario, &plan, run).await?;
+    run.at(script.duration_ms).await;
+    // Drain: wait (bounded) until everything expected arrived, then watch for duplicates.
+    let drained = wait_until(DRAIN_MAX, "every expected notification", || async {
+        let f = checker::check(
+            &expected,
+            incidents,
+            &run.emulators.observed(),
+            &Default::default(),
+            None,
+            0,
+        );
+        (f.missed == 0).then_some(())
+    })
+    .await;
+    if drained.is_err() {
+        run.note("drain ran out with notifications missing");
+    }
+    tokio::time::sleep(SETTLE).await;
+    faults::after(cfg.scenario, run).await;
+    let end_ms = crate::clock::wall_ms();
+    let recording = recorder.finish().await;
+    let figures = checker::check(
+        &expected,
+        incidents,
+        &run.emulators.observed(),
+        &recording,
+        run.fault.as_ref(),
+        end_ms,
+    );
+    run.extra.insert("expected".into(), json!(expected.len()));
+    Ok((figures, end_ms))
+}
+
+/// The pass criteria of SCENARIOS.md that the figures alone decide.
+fn judge(scenario: ScenarioId, f: &Figures, failures: &mut Vec<String>) {
+    let mut need = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
+    need(f.missed == 0, format!("missed {} (want 0)", f.missed));
+    need(
+        f.stale_epoch_commits == 0 && f.unowned_commits == 0,
+        format!(
+            "stale_epoch_commits {}, unowned {} (want 0)",
+            f.stale_epoch_commits, f.unowned_commits
+        ),
+    );
+    match scenario {
+        ScenarioId::S1 => {
+            need(
+                f.duplicates_raw == 0,
+                format!("duplicates_raw {} (want 0)", f.duplicates_raw),
+            );
+            need(f.spurious == 0, format!("spurious {} (want 0)", f.spurious));
+        }
+        ScenarioId::S2 | ScenarioId::S3 => {
+            need(
+                f.duplicates_idempotent == 0,
+                format!("duplicates_idempotent {} (want 0)", f.duplicates_idempotent),
+            );
+            need(
+                f.reassign_s.is_some_and(|r| r <= REASSIGN_MAX_S),
+                format!("reassign_s {:?} (want <= {REASSIGN_MAX_S})", f.reassign_s),
+            );
+            need(
+                f.eval_gap_s.is_some_and(|g| g <= 1.0 + 3.0),
+                format!("eval_gap_s {:?} (want <= interval + 3 s)", f.eval_gap_s),
+            );
+        }
+        ScenarioId::S9 => {
+            need(
+                f.reassign_s.is_some(),
+                "the paused worker's shards did not move".into(),
+            );
+        }
+        ScenarioId::S10 => {
+            need(
+                f.retry_after_violations == 0,
+                format!("{} resends ignored Retry-After", f.retry_after_violations),
+            );
+            need(
+                f.retry_after_checked > 0,
+                "no 429 with Retry-After was followed by a resend".into(),
+            );
+        }
+        ScenarioId::S11 => {
+            need(f.spurious == 0, format!("spurious {} (want 0)", f.spurious));
+        }
+        ScenarioId::S12 => {}
+    }
+}
+
+/// The fault window of a scenario that hit `zone`'s workers.
+pub(crate) fn zone_window(run: &Run, zone: &str, start_ms: i64) -> FaultWindow {
+    FaultWindow {
+        start_ms,
+        zone: Some(zone.into()),
+        workers: run
+            .cluster
+            .workers_of(zone)
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+    }
+}

@@ -1,0 +1,278 @@
+//! `tocsin bench e2e`: notifications through the outbox to a local webhook sink.
+//!
+//! Three store nodes (real redb logs with fsync) and one notify loop run in this process; a
+//! webhook sink emulator records every arrival. For each size N, N alerts start firing in
+//! evaluation-cycle commits (each alert its own group, `group_wait: 0s`), and the benchmark
+//! reports the notification throughput (N over the time from the first commit to the last
+//! arrival) and the p50/p99 of arrival time minus the commit time of the alert's `firing`
+//! transition. Each notification takes three commits (enqueue, claim, delivered), batched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tocsin_alerter::notify::config::Config;
+use tocsin_alerter::notify::deliver::build::{self, ChannelOptions};
+use tocsin_alerter::notify::deliver::channel::Channel;
+use tocsin_alerter::notify::deliver::retry::RetryPolicy;
+use tocsin_alerter::worker::Ownership;
+use tocsin_alerter::worker::notify::{self, ChannelFactory, NotifyCtx};
+use tocsin_state::batcher::BatchConfig;
+use tocsin_state::model::{
+    AlertInstance, AlertState, AlertUpdate, Command, Epoch, Fingerprint, GroupKey, ShardId,
+    ShardLayout, ShardOp, WorkerId, WorkerInfo, ZoneId,
+};
+use tocsin_state::raft::timing::RaftTiming;
+use tocsin_state::testing::TestCluster;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Flags of `tocsin bench e2e`.
+#[derive(Args, Debug)]
+pub struct E2eBenchArgs {
+    /// Active alert counts, comma-separated (each a separate run).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    alerts: Vec<usize>,
+    /// Alert transitions per evaluation-cycle commit.
+    #[arg(long, default_value_t = 100)]
+    per_commit: usize,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_s: u64,
+}
+
+#[derive(Debug)]
+struct Factory {
+    http: reqwest::Client,
+}
+
+impl ChannelFactory for Factory {
+    fn build(&self, config: &Config, receiver: &str) -> Result<Vec<Arc<dyn Channel>>, String> {
+        build::channels(config, receiver, &self.http, &ChannelOptions::default())
+            .map(|v| v.into_iter().map(Arc::from).collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Runs the benchmark.
+pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.per_commit > 0 && args.alerts.iter().all(|n| *n > 0),
+        "--alerts and --per-commit must be positive"
+    );
+    println!(
+        "# tocsin bench e2e: 3 store nodes (redb + fsync) and one notify loop in one process, \
+         webhook sink emulator; machine {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        super::bench::cpu_model()
+    );
+    println!(
+        "# rerun: tocsin bench e2e --alerts {} --per-commit {}",
+        args.alerts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        args.per_commit
+    );
+    for n in &args.alerts {
+        one(*n, args.per_commit, Duration::from_secs(args.timeout_s)).await?;
+    }
+    Ok(())
+}
+
+async fn one(n: usize, per_commit: usize, timeout: Duration) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let cluster = TestCluster::start(
+        tmp.path().to_path_buf(),
+        3,
+        RaftTiming::production(),
+        BatchConfig::default(),
+    )
+    .await;
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(20))
+        .await;
+    let client = cluster.client();
+    let stop = CancellationToken::new();
+    let sink = tocsin_chaos::webhook::WebhookSink::start_local(&stop).await?;
+
+    let layout = ShardLayout::default();
+    let worker = WorkerId::new("bench-worker").map_err(anyhow::Error::msg)?;
+    client
+        .propose(vec![Command::RegisterWorker(WorkerInfo {
+            id: worker.clone(),
+            zone: ZoneId::new("z1").map_err(anyhow::Error::msg)?,
+            addr: String::new(),
+            capacity: 1,
+            registered_at_ms: 0,
+        })])
+        .await?;
+    let shards: Vec<(ShardId, Option<WorkerId>)> =
+        layout.all().map(|s| (s, Some(worker.clone()))).collect();
+    let (epoch, _) = client
+        .propose(vec![Command::Assign {
+            shards: shards.clone(),
+        }])
+        .await?;
+    let config = format!(
+        "route:\n  receiver: sink\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 5m\n  repeat_interval: 4h\nreceivers:\n- name: sink\n  webhook_configs:\n  - url: {}\n",
+        sink.emulator().url("/bench")
+    );
+    client
+        .propose(vec![Command::SetNotifyConfig { source: config }])
+        .await?;
+
+    tocsin_proto::tls::install_crypto_provider();
+    let ctx = NotifyCtx {
+        client: client.clone(),
+        worker: worker.clone(),
+        channels: Arc::new(Factory {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        }),
+        retry: RetryPolicy::default(),
+        claim_timeout: Duration::from_secs(15),
+        external_url: "http://127.0.0.1:9101".into(),
+        now_ms: crate::clock::wall_ms,
+        limiter: None,
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(Ownership {
+        shards: shards.iter().map(|(s, _)| (*s, Epoch(epoch))).collect(),
+        log_index: epoch,
+        fenced: false,
+    });
+    let tracker = TaskTracker::new();
+    tracker.spawn(notify::run(ctx, rx, stop.clone(), tracker.clone()));
+
+    // Commit N firing alerts, `per_commit` per evaluation cycle, one group per commit.
+    let start = Instant::now();
+    let mut committed_at: HashMap<String, f64> = HashMap::with_capacity(n);
+    let now_ms = crate::clock::wall_ms();
+    let mut k = 0usize;
+    let mut commit = 0usize;
+    while k < n {
+        let group = GroupKey {
+            namespace: "bench".into(),
+            name: format!("g{commit}"),
+        };
+        let shard = layout.eval_shard(&group);
+        let mut updates = Vec::new();
+        for _ in 0..per_commit.min(n - k) {
+            let labels = BTreeMap::from([
+                ("alertname".to_string(), "BenchAlert".to_string()),
+                ("instance".to_string(), format!("i-{k}")),
+            ]);
+            let fp = Fingerprint(tocsin_state::model::stable_hash(&[&format!("i-{k}")]));
+            updates.push(AlertUpdate::Upsert(AlertInstance {
+                fingerprint: fp,
+                group: group.clone(),
+                rule: "BenchAlert".into(),
+                labels,
+                annotations: BTreeMap::new(),
+                state: AlertState::Firing,
+                active_at_ms: now_ms,
+                fired_at_ms: Some(now_ms),
+                resolved_at_ms: None,
+                keep_firing_since_ms: None,
+                value: 1.0,
+            }));
+            k += 1;
+        }
+        let keys: Vec<String> = updates
+            .iter()
+            .filter_map(|u| match u {
+                AlertUpdate::Upsert(a) => a.labels.get("instance").cloned(),
+                AlertUpdate::Remove(_) => None,
+            })
+            .collect();
+        let (_, results) = client
+            .propose(vec![Command::Shard {
+                shard,
+                epoch: Epoch(epoch),
+                op: ShardOp::EvalCycle {
+                    group,
+                    eval_ms: now_ms,
+                    updates,
+                },
+            }])
+            .await?;
+        anyhow::ensure!(
+            results.iter().all(Result::is_ok),
+            "an evaluation commit was refused: {results:?}"
+        );
+        let t = start.elapsed().as_secs_f64();
+        for key in keys {
+            committed_at.insert(key, t);
+        }
+        commit += 1;
+    }
+    let start_wall_ms = crate::clock::wall_ms() as f64 - start.elapsed().as_secs_f64() * 1000.0;
+
+    // Wait for every notification, reporting progress.
+    let deadline = Instant::now() + timeout;
+    let mut last_report = Instant::now();
+    let arrivals = loop {
+        let reqs = sink.emulator().requests();
+        if reqs.len() >= n {
+            break reqs;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {n} notifications arrived within {timeout:?}",
+            reqs.len()
+        );
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!("  ... {} of {n} notifications arrived", reqs.len());
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut latencies = Vec::with_capacity(n);
+    let mut last_arrival = 0f64;
+    for r in &arrivals {
+        let body: serde_json::Value = serde_json::from_str(&r.body)?;
+        let Some(instance) = body["alerts"][0]["labels"]["instance"].as_str() else {
+            continue;
+        };
+        let arrived = (r.time_ms as f64 - start_wall_ms) / 1000.0;
+        last_arrival = last_arrival.max(arrived);
+        if let Some(c) = committed_at.get(instance) {
+            latencies.push((arrived - c) * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let distinct: std::collections::BTreeSet<&str> = arrivals
+        .iter()
+        .map(|r| r.body.as_str())
+        .collect::<std::collections::BTreeSet<_>>();
+    println!("alerts_{n}_notifications: {} delivered", arrivals.len());
+    println!(
+        "alerts_{n}_distinct: {} (duplicates: {})",
+        distinct.len(),
+        arrivals.len() - distinct.len()
+    );
+    println!(
+        "alerts_{n}_throughput: {:.0} notifications/s",
+        n as f64 / last_arrival.max(1e-3)
+    );
+    println!(
+        "alerts_{n}_latency_p50: {:.1} ms (firing committed -> sink arrival)",
+        pct(&latencies, 0.5)
+    );
+    println!("alerts_{n}_latency_p99: {:.1} ms", pct(&latencies, 0.99));
+    stop.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    cluster.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The chaos acceptance test (issue #7): every implemented scenario of SCENARIOS.md, each a
+//! real cluster of the `tocsin` binary driven by the harness with a fixed seed, asserting
+//! the scenario's pass criteria. A failure prints the report and the command that replays
+//! the run (`tocsin-chaos run --scenario S --seed N`).
+//!
+//! Runs are short (20 s of scripted workload, evaluation interval 1 s, test profile) so the
+//! whole file stays within a few minutes on two cores.
+
+use std::time::Duration;
+
+use tocsin_chaos::harness::{self, Report, RunConfig, ScenarioId};
+
+/// Scripted workload per scenario.
+const DURATION: Duration = Duration::from_secs(20);
+
+async fn run(scenario: ScenarioId, seed: u64) -> Report {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("chaos-{}-", scenario.as_str()))
+        .tempdir()
+        .expect("temp dir");
+    let cfg = RunConfig {
+        scenario,
+        seed,
+        binary: env!("CARGO_BIN_EXE_tocsin").into(),
+        dir: dir.path().to_path_buf(),
+        duration: DURATION,
+    };
+    let report = harness::run(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{} seed {seed} did not run: {e}\nreplay: {}", scenario.as_str(), cfg.replay()));
+    println!("{}", harness::report::table(std::slice::from_ref(&report)));
+    if !report.pass {
+        // Keep the logs of a failed run for the post-mortem.
+        let kept = dir.keep();
+        panic!(
+            "{} seed {seed} failed: {}\nreplay: {}\nlogs: {}\nreport: {}",
+            scenario.as_str(),
+            report.failures.join("; "),
+            report.replay,
+            kept.display(),
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    }
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_steady_state_misses_and_duplicates_nothing() {
+    let r = run(ScenarioId::S1, 1).await;
+    let f = &r.figures;
+    assert_eq!((f.missed, f.duplicates_raw, f.spurious), (0, 0, 0));
+    assert!(f.expected > 0, "the workload produced notifications");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_zone_kill_reassigns_within_bounds() {
+    let r = run(ScenarioId::S2, 42).await;
+    let f = &r.figures;
+    assert_eq!(f.missed, 0);
+    assert_eq!(f.duplicates_idempotent, 0);
+    assert_eq!(f.stale_epoch_commits, 0);
+    assert!(f.reassign_s.is_some_and(|s| s <= 3.0), "{:?}", f.reassign_s);
+    assert!(f.eval_gap_s.is_some_and(|g| g <= 4.0), "{:?}", f.eval_gap_s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_leader_zone_kill_elects_one_new_leader() {
+    let r = run(ScenarioId::S3, 7).await;
+    assert_ne!(r.extra.get("new_leader"), r.extra.get("old_leader"));
+    assert!(r.extra.contains_key("new_leader"));
+    assert_eq!(r.figures.stale_epoch_commits, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_paused_worker_loses_its_shards_and_is_fenced() {
+    let r = run(ScenarioId::S9, 7).await;
+    assert!(r.figures.reassign_s.is_some());
+    assert_eq!(r.figures.stale_epoch_commits, 0);
+    assert!(r.extra.contains_key("resumed_worker_stopped_acting_s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_receiver_faults_miss_nothing_and_honour_retry_after() {
+    let r = run(ScenarioId::S10, 7).await;
+    let f = &r.figures;
+    assert_eq!(f.missed, 0);
+    assert!(f.retry_after_checked > 0);
+    assert_eq!(f.retry_after_violations, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_datasource_outage_resolves_nothing_falsely() {
+    let r = run(ScenarioId::S11, 7).await;
+    assert_eq!(r.figures.spurious, 0);
+    assert_eq!(r.figures.missed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_restarting_every_node_loses_nothing() {
+    let r = run(ScenarioId::S12, 7).await;
+    assert_eq!(r.figures.missed, 0);
+    assert_eq!(r.extra.get("rules_kept"), Some(&serde_json::json!(true)));
+}
