@@ -25,9 +25,13 @@ async fn run(scenario: ScenarioId, seed: u64) -> Report {
         dir: dir.path().to_path_buf(),
         duration: DURATION,
     };
-    let report = harness::run(&cfg)
-        .await
-        .unwrap_or_else(|e| panic!("{} seed {seed} did not run: {e}\nreplay: {}", scenario.as_str(), cfg.replay()));
+    let report = harness::run(&cfg).await.unwrap_or_else(|e| {
+        panic!(
+            "{} seed {seed} did not run: {e}\nreplay: {}",
+            scenario.as_str(),
+            cfg.replay()
+        )
+    });
     println!("{}", harness::report::table(std::slice::from_ref(&report)));
     if !report.pass {
         // Keep the logs of a failed run for the post-mortem.

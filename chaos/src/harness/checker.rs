@@ -316,6 +316,7 @@ fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut 
             }
         }
         if let Some(fw) = fault
+            && !fw.workers.is_empty()
             && e.recv_ms >= fw.start_ms
             && f.reassign_s.is_none()
             && !owners.is_empty()

@@ -46,6 +46,24 @@ impl Emulators {
         })
     }
 
+    /// Writes each emulator's request log (and PagerDuty's incidents) into `dir`, for the
+    /// post-mortem.
+    pub fn save_logs(&self, dir: &std::path::Path) -> Result<(), HarnessError> {
+        let o = self.observed();
+        let files = [
+            ("requests-team-a.json", json!(o.hooks.get("team-a"))),
+            ("requests-team-b.json", json!(o.hooks.get("team-b"))),
+            ("requests-pagerduty.json", json!(o.pagerduty)),
+            ("incidents-pagerduty.json", json!(o.incidents.incidents)),
+        ];
+        for (name, value) in files {
+            let path = dir.join(name);
+            let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+            std::fs::write(&path, text).map_err(|e| HarnessError::io(&path, e))?;
+        }
+        Ok(())
+    }
+
     /// What they recorded so far.
     pub fn observed(&self) -> Observed {
         Observed {

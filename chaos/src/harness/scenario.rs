@@ -284,6 +284,7 @@ async fn drive(
     faults::after(cfg.scenario, run).await;
     let end_ms = crate::clock::wall_ms();
     let recording = recorder.finish().await;
+    run.emulators.save_logs(run.cluster.dir())?;
     let figures = checker::check(
         &expected,
         incidents,
