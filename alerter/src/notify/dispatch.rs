@@ -3,7 +3,7 @@
 //! and returns the flushes due. Only streams whose key the caller owns are kept, so an owner
 //! holds exactly the groups of its notify shards.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tocsin_state::model::{Ack, AlertInstance, Fingerprint, NotificationKey};
 
@@ -53,6 +53,8 @@ pub struct Dispatcher {
     tree: RouteTree,
     streams: BTreeMap<NotificationKey, Stream>,
     labels: BTreeMap<Fingerprint, BTreeMap<String, String>>,
+    /// Every stream's next deadline, ordered, so a tick touches only the groups that are due.
+    deadlines: BTreeSet<(i64, NotificationKey)>,
 }
 
 impl Dispatcher {
@@ -64,7 +66,12 @@ impl Dispatcher {
             tree,
             streams: BTreeMap::new(),
             labels: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
         }
+    }
+
+    fn deadline_of(&self, key: &NotificationKey) -> Option<i64> {
+        self.streams.get(key).and_then(|s| s.group.next_deadline())
     }
 
     /// Rebuilds the owner's groups after a handoff or config change from the replicated alert
@@ -107,6 +114,9 @@ impl Dispatcher {
                 acks.get(&key).cloned(),
                 now_ms,
             );
+            if let Some(t) = group.next_deadline() {
+                d.deadlines.insert((t, key.clone()));
+            }
             d.streams.insert(key, Stream { route, group });
         }
         d
@@ -149,23 +159,27 @@ impl Dispatcher {
                 .is_some_and(|r| r.send_resolved());
             let timers = GroupTimers::from(opts);
             let route_id = route.id;
+            let before = self.deadline_of(&key);
             self.streams
                 .entry(key.clone())
                 .or_insert_with(|| Stream {
                     route: route_id,
-                    group: AggrGroup::new(key, timers, send_resolved),
+                    group: AggrGroup::new(key.clone(), timers, send_resolved),
                 })
                 .group
                 .on_alert(ga, now_ms);
+            refile(&self.streams, &mut self.deadlines, &key, before);
         }
         keys
     }
 
     /// An acknowledgement of a stream this owner holds.
     pub fn on_ack(&mut self, key: &NotificationKey, ack: Ack) {
+        let before = self.deadline_of(key);
         if let Some(s) = self.streams.get_mut(key) {
             s.group.on_ack(ack);
         }
+        refile(&self.streams, &mut self.deadlines, key, before);
     }
 
     /// Why `fp` would be left out of its stream's notification at `now_ms`, if it would.
@@ -195,12 +209,15 @@ impl Dispatcher {
     /// Runs every due tick; idle groups are dropped (their log stays in the store).
     pub fn poll(&mut self, now_ms: i64, mute: &MuteState<'_>) -> Vec<Flush> {
         let mut out = Vec::new();
-        let due: Vec<NotificationKey> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| s.group.next_deadline().is_some_and(|t| t <= now_ms))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut due = Vec::new();
+        while let Some((t, _)) = self.deadlines.first()
+            && *t <= now_ms
+        {
+            if let Some((_, k)) = self.deadlines.pop_first() {
+                due.push(k);
+            }
+        }
+        let mut dropped = false;
         for key in due {
             let Some(mut stream) = self.streams.remove(&key) else {
                 continue;
@@ -208,25 +225,29 @@ impl Dispatcher {
             let route = stream.route;
             let muted = |fp| self.mute_reason(route, fp, mute, now_ms).is_some();
             out.extend(stream.group.poll(now_ms, &muted));
-            if !stream.group.is_idle() {
+            if stream.group.is_idle() {
+                dropped = true;
+            } else {
+                if let Some(t) = stream.group.next_deadline() {
+                    self.deadlines.insert((t, key.clone()));
+                }
                 self.streams.insert(key, stream);
             }
         }
-        let live: std::collections::BTreeSet<Fingerprint> = self
-            .streams
-            .values()
-            .flat_map(|s| s.group.fingerprints())
-            .collect();
-        self.labels.retain(|fp, _| live.contains(fp));
+        if dropped {
+            let live: BTreeSet<Fingerprint> = self
+                .streams
+                .values()
+                .flat_map(|s| s.group.fingerprints())
+                .collect();
+            self.labels.retain(|fp, _| live.contains(fp));
+        }
         out
     }
 
     /// The earliest deadline of any group.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.streams
-            .values()
-            .filter_map(|s| s.group.next_deadline())
-            .min()
+        self.deadlines.first().map(|(t, _)| *t)
     }
 
     /// Every alert some group of this owner holds.
@@ -242,6 +263,25 @@ impl Dispatcher {
     /// The group of a stream, if this owner holds it.
     pub fn group(&self, key: &NotificationKey) -> Option<&AggrGroup> {
         self.streams.get(key).map(|s| &s.group)
+    }
+}
+
+/// Re-files `key`'s deadline after its group changed (`before` is the one filed).
+fn refile(
+    streams: &BTreeMap<NotificationKey, Stream>,
+    deadlines: &mut BTreeSet<(i64, NotificationKey)>,
+    key: &NotificationKey,
+    before: Option<i64>,
+) {
+    let after = streams.get(key).and_then(|s| s.group.next_deadline());
+    if before == after {
+        return;
+    }
+    if let Some(t) = before {
+        deadlines.remove(&(t, key.clone()));
+    }
+    if let Some(t) = after {
+        deadlines.insert((t, key.clone()));
     }
 }
 

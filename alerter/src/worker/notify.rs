@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tocsin_proto::ids::{Epoch, ShardId, ShardKind};
 use tocsin_state::client::StoreClient;
 use tocsin_state::machine::Machine;
@@ -93,6 +93,12 @@ fn limit_of(kind: &str) -> Option<RateLimit> {
         _ => None,
     }
 }
+
+/// Outbox proposals in flight at once from one notify loop.
+const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
+
+/// Most watch events applied before the loop works on them.
+const WATCH_DRAIN_MAX: usize = 4096;
 
 /// How long a send waits for a rate-limit slot before it is rescheduled through the outbox.
 const RATE_WAIT_MAX: Duration = Duration::from_secs(2);
@@ -160,8 +166,26 @@ struct NotifyLoop {
     /// The last known instance of every alert a group holds (resolved ones may be removed from
     /// the store before their group notifies).
     known: BTreeMap<Fingerprint, AlertInstance>,
+    /// Size of `known` after its last pruning.
+    known_floor: usize,
     results: mpsc::UnboundedSender<SendResult>,
+    /// Streams whose outbox changed since the last look.
+    dirty: BTreeSet<NotificationKey>,
+    /// Every stream needs a look (after a resync, an ownership or config change).
+    all_dirty: bool,
+    /// When a stream's head becomes due (retry time, claim timeout); stale entries are harmless.
+    timers: BTreeSet<(i64, NotificationKey)>,
+    /// Answers of pipelined proposals.
+    settled_tx: mpsc::UnboundedSender<Settled>,
+    proposals_in_flight: usize,
     tracker: TaskTracker,
+}
+
+/// The answer to one pipelined outbox proposal.
+#[derive(Debug)]
+struct Settled {
+    pendings: Vec<Pending>,
+    result: Result<Vec<Result<tocsin_state::model::CommandOk, CommandError>>, String>,
 }
 
 impl NotifyLoop {
@@ -183,7 +207,13 @@ impl NotifyLoop {
             unenqueued: Vec::new(),
             unreported: Vec::new(),
             known: BTreeMap::new(),
+            known_floor: 0,
             results,
+            settled_tx: mpsc::unbounded_channel().0,
+            dirty: BTreeSet::new(),
+            all_dirty: true,
+            timers: BTreeSet::new(),
+            proposals_in_flight: 0,
             tracker,
         }
     }
@@ -204,26 +234,39 @@ impl NotifyLoop {
         self.applied = index;
         self.take_ownership(&ownership.borrow_and_update());
         self.reload_config();
+        let (settled_tx, mut settled_rx) = mpsc::unbounded_channel();
+        self.settled_tx = settled_tx;
         let mut stream = match self.ctx.client.watch(index + 1).await {
             Ok(s) => s,
             Err(e) => return Some(format!("cannot watch: {e}")),
         };
         loop {
-            self.work().await;
+            self.work();
             let wake = self.next_wakeup();
             let sleep = Duration::from_millis((wake - (self.ctx.now_ms)()).clamp(1, 1000) as u64);
             tokio::select! {
                 () = cancel.cancelled() => return None,
-                item = stream.next() => match item {
-                    Some(Ok((index, changes))) => {
-                        if index <= self.applied {
-                            continue;
+                item = stream.next() => {
+                    // Apply everything already received before working, so one round of
+                    // proposals covers all of it.
+                    let mut item = Some(item);
+                    let mut drained = 0;
+                    while let Some(next) = item.take() {
+                        match next {
+                            Some(Ok((index, changes))) => {
+                                if index > self.applied {
+                                    self.apply(index, &changes);
+                                }
+                            }
+                            Some(Err(e)) => return Some(format!("watch ended: {e}")),
+                            None => return Some("watch ended".into()),
                         }
-                        self.apply(index, &changes);
+                        drained += 1;
+                        if drained < WATCH_DRAIN_MAX {
+                            item = stream.next().now_or_never();
+                        }
                     }
-                    Some(Err(e)) => return Some(format!("watch ended: {e}")),
-                    None => return Some("watch ended".into()),
-                },
+                }
                 changed = ownership.changed() => {
                     if changed.is_err() {
                         return None;
@@ -231,6 +274,12 @@ impl NotifyLoop {
                     let o = ownership.borrow_and_update().clone();
                     self.take_ownership(&o);
                     self.rebuild_groups();
+                }
+                Some(settled) = settled_rx.recv() => {
+                    self.on_settled(settled);
+                    while let Ok(more) = settled_rx.try_recv() {
+                        self.on_settled(more);
+                    }
                 }
                 Some(r) = results.recv() => {
                     self.unreported.push(r);
@@ -254,6 +303,7 @@ impl NotifyLoop {
         if owned != self.owned {
             debug!(shards = owned.len(), "notify shards changed");
             self.owned = owned;
+            self.all_dirty = true;
         }
     }
 
@@ -281,6 +331,7 @@ impl NotifyLoop {
             }
         }
         self.channels.clear();
+        self.all_dirty = true;
         self.rebuild_groups();
     }
 
@@ -337,6 +388,12 @@ impl NotifyLoop {
                         }
                     }
                 }
+                Command::Shard {
+                    op: ShardOp::Outbox { key, .. },
+                    ..
+                } => {
+                    self.dirty.insert(key.clone());
+                }
                 Command::Ack { key, ack } => {
                     if let Some(d) = &mut self.dispatcher {
                         d.on_ack(key, ack.clone());
@@ -373,29 +430,24 @@ impl NotifyLoop {
         if !self.unenqueued.is_empty() || !self.unreported.is_empty() {
             wake = wake.min(now + 100);
         }
-        let timeout = self.ctx.claim_timeout.as_millis() as i64;
-        for (key, stream) in self.replica.outbox() {
-            if self.owns(key).is_none() {
-                continue;
-            }
-            for (unit, slot) in stream.units.iter().enumerate() {
-                let Some(head) = &slot.head else { continue };
-                if self.inflight.contains_key(&(key.clone(), unit as u16)) {
-                    continue;
-                }
-                match &head.state {
-                    DeliveryState::Pending => wake = wake.min(head.next_attempt_ms),
-                    DeliveryState::Claimed { at_ms, .. } => wake = wake.min(at_ms + timeout),
-                    _ => {}
-                }
-            }
+        if let Some((t, _)) = self.timers.first() {
+            wake = wake.min(*t);
+        }
+        // While the pipeline is full, its answers wake the loop.
+        if self.proposals_in_flight < PROPOSALS_IN_FLIGHT_MAX
+            && (self.all_dirty || !self.dirty.is_empty())
+        {
+            wake = now;
         }
         wake
     }
 
     /// Everything due now: group flushes, outcomes to commit, heads to claim and send.
-    async fn work(&mut self) {
+    fn work(&mut self) {
         self.flush_groups();
+        if self.proposals_in_flight >= PROPOSALS_IN_FLIGHT_MAX {
+            return;
+        }
         let mut batch: Vec<(Command, Pending)> = Vec::new();
         for (shard, epoch, key, op) in std::mem::take(&mut self.unenqueued) {
             batch.push((
@@ -434,22 +486,41 @@ impl NotifyLoop {
         if batch.is_empty() {
             return;
         }
-        let commands: Vec<Command> = batch.iter().map(|(c, _)| c.clone()).collect();
-        match self.ctx.client.propose(commands).await {
-            Ok((_, results)) => {
-                for ((_, pending), result) in batch.into_iter().zip(results) {
+        // Proposals are pipelined: the loop goes on applying the watch stream while they
+        // commit, and settles each when its answer comes back.
+        let (commands, pendings): (Vec<Command>, Vec<Pending>) = batch.into_iter().unzip();
+        let client = self.ctx.client.clone();
+        let settled = self.settled_tx.clone();
+        self.proposals_in_flight += 1;
+        self.tracker.spawn(async move {
+            let result = client
+                .propose(commands)
+                .await
+                .map(|(_, results)| results)
+                .map_err(|e| e.to_string());
+            let _ = settled.send(Settled { pendings, result });
+        });
+    }
+
+    /// Takes the answer of one pipelined proposal.
+    fn on_settled(&mut self, s: Settled) {
+        self.proposals_in_flight = self.proposals_in_flight.saturating_sub(1);
+        match s.result {
+            Ok(results) => {
+                for (pending, result) in s.pendings.into_iter().zip(results) {
                     self.settle(pending, result);
                 }
             }
             Err(e) => {
                 warn!(error = %e, "outbox proposal failed; will retry");
-                for (_, pending) in batch {
+                for pending in s.pendings {
                     match pending {
                         Pending::Enqueue(s, e, k, op) => self.unenqueued.push((s, e, k, op)),
                         Pending::Report(r) => self.unreported.push(r),
                         // An unconfirmed claim is in doubt: the replica shows whether it landed.
                         Pending::Claim { key, unit, .. } => {
-                            self.inflight.remove(&(key, unit));
+                            self.inflight.remove(&(key.clone(), unit));
+                            self.dirty.insert(key);
                         }
                     }
                 }
@@ -465,7 +536,8 @@ impl NotifyLoop {
         match (pending, result) {
             (Pending::Claim { send, .. }, Ok(_)) => self.start_send(*send),
             (Pending::Claim { key, unit, .. }, Err(e)) => {
-                self.inflight.remove(&(key, unit));
+                self.inflight.remove(&(key.clone(), unit));
+                self.dirty.insert(key);
                 self.refused(&e);
             }
             (Pending::Enqueue(..), Ok(_)) => {}
@@ -482,6 +554,7 @@ impl NotifyLoop {
             (Pending::Report(r), Err(e)) => {
                 // The head moved on (a newer owner) or the shard is fenced: drop the outcome.
                 self.inflight.remove(&(r.key.clone(), r.unit));
+                self.dirty.insert(r.key.clone());
                 self.refused(&e);
             }
         }
@@ -511,10 +584,11 @@ impl NotifyLoop {
             return;
         }
         let inhibitor = Inhibitor::new(config.inhibit_rules.clone());
+        // Only inhibition needs every firing alert of the cluster.
         let firing: Vec<FiringAlert<'_>> = self
             .replica
             .alerts()
-            .filter(|a| a.state == AlertState::Firing)
+            .filter(|a| !config.inhibit_rules.is_empty() && a.state == AlertState::Firing)
             .map(|a| FiringAlert {
                 fingerprint: a.fingerprint,
                 labels: &a.labels,
@@ -551,8 +625,12 @@ impl NotifyLoop {
             };
             ops.push((shard, epoch, f.key.clone(), op));
         }
-        let held: BTreeSet<Fingerprint> = d.fingerprints().collect();
-        self.known.retain(|fp, _| held.contains(fp));
+        // Forget alerts no group holds any more, amortised: only when the cache has doubled.
+        if self.known.len() > 2 * self.known_floor + 1024 {
+            let held: BTreeSet<Fingerprint> = d.fingerprints().collect();
+            self.known.retain(|fp, _| held.contains(fp));
+            self.known_floor = self.known.len();
+        }
         self.unenqueued.extend(ops);
     }
 
@@ -575,8 +653,26 @@ impl NotifyLoop {
             !(*phase == Phase::Reported && settled)
         });
         let timeout = self.ctx.claim_timeout.as_millis() as i64;
+        // Only streams whose outbox changed, or whose timer is due, can have work.
+        let mut keys: BTreeSet<NotificationKey> = if self.all_dirty {
+            outbox.keys().cloned().collect()
+        } else {
+            std::mem::take(&mut self.dirty)
+        };
+        self.all_dirty = false;
+        self.dirty.clear();
+        while let Some((t, _)) = self.timers.first()
+            && *t <= now
+        {
+            if let Some((_, k)) = self.timers.pop_first() {
+                keys.insert(k);
+            }
+        }
         let mut candidates = Vec::new();
-        for (key, stream) in outbox {
+        for key in &keys {
+            let Some(stream) = outbox.get(key) else {
+                continue;
+            };
             let Some((shard, epoch)) = self.owns(key) else {
                 continue;
             };
@@ -588,8 +684,20 @@ impl NotifyLoop {
                 }
                 let in_doubt = match &head.state {
                     DeliveryState::Pending if head.next_attempt_ms <= now => false,
+                    DeliveryState::Pending => {
+                        self.timers.insert((head.next_attempt_ms, key.clone()));
+                        continue;
+                    }
                     // Claimed by an older owner, or by this one before a lost answer.
-                    DeliveryState::Claimed { at_ms, .. } => *at_ms + timeout > now,
+                    DeliveryState::Claimed { at_ms, .. } => {
+                        let in_doubt = *at_ms + timeout > now;
+                        if in_doubt {
+                            // Resent when the claim times out, unless the channel is
+                            // idempotent (decided below).
+                            self.timers.insert((*at_ms + timeout, key.clone()));
+                        }
+                        in_doubt
+                    }
                     _ => continue,
                 };
                 candidates.push((

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tocsin_state::audit::FenceAudit;
 use tocsin_state::model::{Command, ShardOp, ZoneState};
 
-use super::oracle::{Expected, NoticeKey, NoticeStatus};
+use super::oracle::{Expected, IncidentCounts, NoticeKey, NoticeStatus};
 use super::recorder::Recording;
 use crate::RecordedRequest;
 use crate::pagerduty::incidents::{IncidentStatus, IncidentsView};
@@ -75,6 +75,9 @@ pub struct Figures {
     pub expected: usize,
     /// Expected notifications nobody received.
     pub missed: usize,
+    /// Which webhook notifications were missed (`receiver/series/status`), for the
+    /// post-mortem.
+    pub missed_keys: Vec<String>,
     /// The same notification delivered twice after the provider's own dedup (two
     /// idempotency keys for one webhook notification, two incidents for one dedup key).
     pub duplicates_idempotent: usize,
@@ -88,6 +91,8 @@ pub struct Figures {
     pub audit_complete: bool,
     /// Notifications the oracle does not expect, or that came before they could be true.
     pub spurious: usize,
+    /// Which webhook notifications were spurious, for the post-mortem.
+    pub spurious_keys: Vec<String>,
     /// Arrival − due, webhook notifications, ms.
     pub latency_ms: Option<Percentiles>,
     /// Max latency per receiver, ms (other receivers unaffected by one's faults).
@@ -95,6 +100,9 @@ pub struct Figures {
     /// Longest gap between two evaluations of one rule group (in evaluation slots or in
     /// commit arrival, whichever is longer), s.
     pub eval_gap_s: Option<f64>,
+    /// Longest time between an evaluation's slot and its commit reaching the harness, ms
+    /// (an evaluator running behind shows here).
+    pub eval_lag_ms_max: Option<i64>,
     /// Fault → the balancer marks the zone non-healthy, s.
     pub detect_s: Option<f64>,
     /// Fault → the first shard moved off a faulted worker, s.
@@ -144,7 +152,7 @@ fn parse_hook<'a>(receiver_hint: &str, req: &'a RecordedRequest) -> Option<Hook<
 /// Compares deliveries with the oracle and reads the log.
 pub fn check(
     expected: &[Expected],
-    incidents_expected: (usize, usize),
+    incidents_expected: IncidentCounts,
     observed: &Observed,
     recording: &Recording,
     fault: Option<&FaultWindow>,
@@ -171,12 +179,21 @@ fn deliveries(expected: &[Expected], observed: &Observed, f: &mut Figures) {
     let by_key: BTreeMap<&NoticeKey, &Expected> = expected.iter().map(|e| (&e.key, e)).collect();
     let mut latencies = Vec::new();
     for e in expected {
-        f.expected += 1;
+        f.expected += usize::from(!e.optional);
         let Some(hooks) = got.get(&e.key) else {
+            if e.optional {
+                continue;
+            }
             f.missed += 1;
+            f.missed_keys.push(format!(
+                "{}/{}/{:?} due at {} ms",
+                e.key.receiver, e.key.series, e.key.status, e.due_ms
+            ));
             continue;
         };
-        if let Some(first) = hooks.iter().map(|h| h.req.time_ms).min() {
+        if let Some(first) = hooks.iter().map(|h| h.req.time_ms).min()
+            && !e.optional
+        {
             let l = first - e.due_ms;
             latencies.push(l);
             let m = f
@@ -190,21 +207,30 @@ fn deliveries(expected: &[Expected], observed: &Observed, f: &mut Figures) {
         f.duplicates_raw += hooks.len().saturating_sub(1);
         let keys: BTreeSet<&str> = hooks.iter().map(|h| h.idempotency_key.as_str()).collect();
         f.duplicates_idempotent += keys.len().saturating_sub(1);
-        match by_key.get(key) {
-            None => f.spurious += hooks.len(),
-            Some(e) => {
-                f.spurious += hooks
-                    .iter()
-                    .filter(|h| h.req.time_ms < e.not_before_ms)
-                    .count();
-            }
+        let early = match by_key.get(key) {
+            None => hooks.len(),
+            Some(e) => hooks
+                .iter()
+                .filter(|h| h.req.time_ms < e.not_before_ms)
+                .count(),
+        };
+        if early > 0 {
+            f.spurious += early;
+            f.spurious_keys.push(format!(
+                "{}/{}/{:?} x{early}",
+                key.receiver, key.series, key.status
+            ));
         }
     }
     f.latency_ms = Percentiles::of(latencies);
 }
 
-fn pagerduty(incidents_expected: (usize, usize), observed: &Observed, f: &mut Figures) {
-    let (opened, resolved) = incidents_expected;
+fn pagerduty(incidents_expected: IncidentCounts, observed: &Observed, f: &mut Figures) {
+    let IncidentCounts {
+        opened,
+        resolved,
+        optional,
+    } = incidents_expected;
     let per_key = observed.incidents.per_dedup_key();
     let resolved_seen = observed
         .incidents
@@ -214,7 +240,7 @@ fn pagerduty(incidents_expected: (usize, usize), observed: &Observed, f: &mut Fi
         .count();
     f.expected += opened + resolved;
     f.missed += opened.saturating_sub(per_key.len()) + resolved.saturating_sub(resolved_seen);
-    f.spurious += per_key.len().saturating_sub(opened);
+    f.spurious += per_key.len().saturating_sub(opened + optional);
     f.duplicates_idempotent += per_key.values().map(|n| n.saturating_sub(1)).sum::<usize>();
     let mut events: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in observed.pagerduty.iter().filter(|r| r.processed) {
@@ -268,8 +294,13 @@ fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut 
     let mut owners: Owners = BTreeMap::new();
     let hit =
         |o: &Option<String>, fw: &FaultWindow| o.as_ref().is_none_or(|w| fw.workers.contains(w));
+    // Past a gap the audit would judge commands against assignments it never saw: it covers
+    // the prefix before the first gap only (and says so in `audit_complete`).
+    let audit_until = recording.gaps.first().map_or(u64::MAX, |g| g.0);
     for e in &recording.entries {
-        audit.observe(e.index, &e.changes);
+        if e.index < audit_until {
+            audit.observe(e.index, &e.changes);
+        }
         for c in &e.changes {
             match c {
                 Command::Assign { shards } => {
@@ -347,6 +378,11 @@ fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut 
         gap_ms = gap_ms.max(g);
     }
     f.eval_gap_s = gap_ms.map(secs);
+    f.eval_lag_ms_max = evals
+        .values()
+        .flatten()
+        .map(|(eval, recv)| recv - eval)
+        .max();
 }
 
 fn secs(ms: i64) -> f64 {

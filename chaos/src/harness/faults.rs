@@ -22,6 +22,9 @@ use crate::{FaultMode, FaultSpec};
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a resumed worker may take to notice it lost its shards.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(15);
+/// After a blind window ends, how long until an evaluation surely reads fresh data again
+/// (a reconnect, a scrape at 200 ms, the next 1 s evaluation slot).
+const BLIND_MARGIN_MS: i64 = 1_500;
 /// Polling period of the harness's own loops.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -355,6 +358,9 @@ async fn datasource_down(run: &mut Run, plan: &Plan) -> Result<(), HarnessError>
     for p in run.cluster.datasource_proxies.values() {
         p.set_up(true);
     }
+    let start = run.fault.as_ref().map_or(0, |f| f.start_ms);
+    run.blind
+        .push((start, crate::clock::wall_ms() + BLIND_MARGIN_MS));
     run.note("datasource back");
     run.extra
         .insert("meta_alerts_during_outage".into(), json!(meta));
@@ -387,6 +393,8 @@ async fn restart_all_nodes(run: &mut Run, plan: &Plan) -> Result<(), HarnessErro
     .await;
     match back {
         Ok(_) => {
+            run.blind
+                .push((start, crate::clock::wall_ms() + BLIND_MARGIN_MS));
             run.extra.insert(
                 "leader_back_s".into(),
                 json!((crate::clock::wall_ms() - start) as f64 / 1000.0),

@@ -50,6 +50,9 @@ pub struct Expected {
     /// Arrival before this (wall ms) is impossible for a correct system: the condition was
     /// not yet true (firing) or still true (resolved).
     pub not_before_ms: i64,
+    /// Timing makes it legitimately uncertain: not counted missed when absent, not spurious
+    /// when present.
+    pub optional: bool,
 }
 
 /// The receiver a series routes to.
@@ -57,32 +60,83 @@ pub fn receiver_of(team: &str) -> String {
     format!("team-{team}")
 }
 
-/// Every expected notification of `script` started at wall time `t0_ms`, in due order.
-pub fn expected(script: &Script, t0_ms: i64) -> Vec<Expected> {
+/// A notification closer than this to the boundary of what timing allows (firing for less
+/// than `group_wait` plus this) may or may not be sent: it is optional.
+pub const BORDERLINE_MS: i64 = 2_000;
+
+/// A period (wall ms, `[from, to)`) in which no evaluation can see the datasource (it is down
+/// or every node is restarting): conditions are noticed only after it.
+pub type Blind = (i64, i64);
+
+/// The first time at or after `t` that is not inside a blind window.
+fn seen_at(t: i64, blind: &[Blind]) -> i64 {
+    let mut t = t;
+    // Windows may touch or overlap: repeat until `t` is outside all of them.
+    for _ in 0..=blind.len() {
+        match blind.iter().find(|(from, to)| t >= *from && t < *to) {
+            Some((_, to)) => t = *to,
+            None => break,
+        }
+    }
+    t
+}
+
+/// Every expected notification of `script` started at wall time `t0_ms`, in due order,
+/// given the windows in which the datasource could not be read.
+///
+/// A series high over `[start, end)` is first seen at the first readable time `seen` ≥
+/// `start`; it fires at the first readable time ≥ `seen + for`, if that is before `end`;
+/// the firing notification is due `group_wait` later; the resolve is seen at the first
+/// readable time ≥ `end`. An episode that fires for less than `group_wait` +
+/// [`BORDERLINE_MS`], or that comes near a blind window, yields optional notifications.
+pub fn expected(script: &Script, t0_ms: i64, blind: &[Blind]) -> Vec<Expected> {
     let t = script.timing;
+    // Evaluations are discrete: a change in the last interval before a window is first
+    // evaluated inside it, so each window effectively starts one interval earlier.
+    let blind: Vec<Blind> = blind
+        .iter()
+        .map(|(from, to)| (from - t.eval_interval_ms, *to))
+        .collect();
+    let blind = blind.as_slice();
     let mut out = Vec::new();
     for s in &script.series {
         let Some(e) = s.episode else { continue };
         let receiver = receiver_of(&s.team);
         let start = t0_ms + e.start_ms;
+        let end = e.end_ms.map(|end| t0_ms + end);
+        let seen = seen_at(start, blind);
+        let fires = seen_at(seen + t.for_ms, blind);
+        // An episode near a blind window depends on which evaluation slots fell inside it:
+        // its notifications are optional (a resolve before the end is still spurious).
+        let horizon = end.unwrap_or(start + t.for_ms + t.group_wait_ms) + t.eval_interval_ms;
+        let near_blind = blind
+            .iter()
+            .any(|(from, to)| start - t.eval_interval_ms < *to && *from < horizon + BORDERLINE_MS);
+        if !near_blind && end.is_some_and(|end| fires >= end) {
+            continue; // never fires: no notification at all
+        }
+        let optional =
+            near_blind || end.is_some_and(|end| end - fires < t.group_wait_ms + BORDERLINE_MS);
         out.push(Expected {
             key: NoticeKey {
                 receiver: receiver.clone(),
                 series: s.name.clone(),
                 status: NoticeStatus::Firing,
             },
-            due_ms: start + t.for_ms + t.group_wait_ms,
+            due_ms: fires + t.group_wait_ms,
             not_before_ms: start + t.for_ms,
+            optional,
         });
-        if let Some(end) = e.end_ms {
+        if let Some(end) = end {
             out.push(Expected {
                 key: NoticeKey {
                     receiver,
                     series: s.name.clone(),
                     status: NoticeStatus::Resolved,
                 },
-                due_ms: t0_ms + end,
-                not_before_ms: t0_ms + end,
+                due_ms: seen_at(end, blind),
+                not_before_ms: end,
+                optional,
             });
         }
     }
@@ -90,16 +144,33 @@ pub fn expected(script: &Script, t0_ms: i64) -> Vec<Expected> {
     out
 }
 
-/// PagerDuty incidents expected (team a pages): (opened, of which resolved).
-pub fn expected_incidents(script: &Script) -> (usize, usize) {
-    let paged: Vec<_> = script
-        .series
-        .iter()
-        .filter(|s| s.team == "a")
-        .filter_map(|s| s.episode)
-        .collect();
-    let resolved = paged.iter().filter(|e| e.end_ms.is_some()).count();
-    (paged.len(), resolved)
+/// PagerDuty incidents expected (team a pages): (opened, of which resolved), and how many
+/// of each are optional.
+pub fn expected_incidents(expected: &[Expected]) -> IncidentCounts {
+    let paged = |status: NoticeStatus, optional: bool| {
+        expected
+            .iter()
+            .filter(|e| {
+                e.key.receiver == "team-a" && e.key.status == status && e.optional == optional
+            })
+            .count()
+    };
+    IncidentCounts {
+        opened: paged(NoticeStatus::Firing, false),
+        resolved: paged(NoticeStatus::Resolved, false),
+        optional: paged(NoticeStatus::Firing, true),
+    }
+}
+
+/// PagerDuty incidents the oracle expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IncidentCounts {
+    /// Incidents that must be opened.
+    pub opened: usize,
+    /// Of which must be resolved.
+    pub resolved: usize,
+    /// Incidents that may or may not be opened (borderline timing), each maybe resolved.
+    pub optional: usize,
 }
 
 /// When the last expected notification is due (wall ms), or `t0_ms` if none.
@@ -135,13 +206,22 @@ mod tests {
             duration_ms: 20_000,
             timing: Timing::default(),
         };
-        let e = expected(&script, 100_000);
+        let e = expected(&script, 100_000, &[]);
         assert_eq!(e.len(), 2);
+        assert!(!e[0].optional);
         assert_eq!(e[0].key.status, NoticeStatus::Firing);
         assert_eq!(e[0].due_ms, 100_000 + 1000 + 2000 + 1000);
         assert_eq!(e[0].not_before_ms, 103_000);
         assert_eq!(e[1].key.receiver, "team-a");
         assert_eq!(e[1].due_ms, 109_000);
-        assert_eq!(expected_incidents(&script), (1, 1));
+        let counts = expected_incidents(&e);
+        assert_eq!((counts.opened, counts.resolved, counts.optional), (1, 1, 0));
+        // Blind from 100.5 s to 106 s: seen at 106, fires at 108, for 1 s before the end.
+        let e = expected(&script, 100_000, &[(100_500, 106_000)]);
+        assert_eq!(e[0].due_ms, 109_000);
+        assert!(e.iter().all(|x| x.optional));
+        // Blind over the whole episode: nothing is required.
+        let e = expected(&script, 100_000, &[(100_000, 110_000)]);
+        assert!(e.iter().all(|x| x.optional));
     }
 }

@@ -131,6 +131,8 @@ pub(crate) struct Run {
     pub(crate) fault: Option<FaultWindow>,
     pub(crate) failures: Vec<String>,
     pub(crate) end_of_script_ms: i64,
+    /// Windows (wall ms) in which no evaluation could read the datasource.
+    pub(crate) blind: Vec<oracle::Blind>,
 }
 
 impl Run {
@@ -197,6 +199,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         fault: None,
         failures: Vec::new(),
         end_of_script_ms: 0,
+        blind: Vec::new(),
     };
     let result = drive(cfg, &mut run, &script, &exporter).await;
     run.cluster.shutdown().await;
@@ -260,10 +263,12 @@ async fn drive(
     .await?;
     run.t0_ms = exporter.start_clock();
     run.end_of_script_ms = run.t0_ms + script.duration_ms;
-    let expected = oracle::expected(script, run.t0_ms);
-    let incidents = oracle::expected_incidents(script);
     faults::execute(cfg.scenario, &plan, run).await?;
     run.at(script.duration_ms).await;
+    // The fault schedule is known by now: the oracle accounts for the windows in which
+    // nothing could read the datasource.
+    let expected = oracle::expected(script, run.t0_ms, &run.blind);
+    let incidents = oracle::expected_incidents(&expected);
     // Drain: wait (bounded) until everything expected arrived, then watch for duplicates.
     let drained = wait_until(DRAIN_MAX, "every expected notification", || async {
         let f = checker::check(
@@ -282,9 +287,22 @@ async fn drive(
     }
     tokio::time::sleep(SETTLE).await;
     faults::after(cfg.scenario, run).await;
+    // The cluster's own view at the end, for the post-mortem.
+    for (path, file) in [
+        ("/api/v1/alerts", "api-alerts.json"),
+        ("/api/v1/notifications", "api-notifications.json"),
+        ("/api/v1/status", "api-status.json"),
+    ] {
+        if let Some(v) = run.cluster.get_json(path).await {
+            let out = run.cluster.dir().join(file);
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            std::fs::write(&out, text).map_err(|e| HarnessError::io(&out, e))?;
+        }
+    }
     let end_ms = crate::clock::wall_ms();
     let recording = recorder.finish().await;
     run.emulators.save_logs(run.cluster.dir())?;
+    save_evaluations(&recording, run.t0_ms, run.cluster.dir())?;
     let figures = checker::check(
         &expected,
         incidents,
@@ -293,7 +311,9 @@ async fn drive(
         run.fault.as_ref(),
         end_ms,
     );
-    run.extra.insert("expected".into(), json!(expected.len()));
+    run.extra.insert("t0_ms".into(), json!(run.t0_ms));
+    run.extra
+        .insert("blind_windows_ms".into(), json!(run.blind));
     Ok((figures, end_ms))
 }
 
@@ -368,4 +388,31 @@ pub(crate) fn zone_window(run: &Run, zone: &str, start_ms: i64) -> FaultWindow {
             .into_iter()
             .collect::<BTreeSet<_>>(),
     }
+}
+
+/// Writes `evaluations.json`: per rule group, each committed evaluation as (slot, commit
+/// arrival), ms after the workload's start, for the post-mortem.
+fn save_evaluations(
+    recording: &super::recorder::Recording,
+    t0_ms: i64,
+    dir: &std::path::Path,
+) -> Result<(), HarnessError> {
+    let mut groups: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+    for e in &recording.entries {
+        for c in &e.changes {
+            if let tocsin_state::model::Command::Shard {
+                op: tocsin_state::model::ShardOp::EvalCycle { group, eval_ms, .. },
+                ..
+            } = c
+            {
+                groups
+                    .entry(format!("{}/{}", group.namespace, group.name))
+                    .or_default()
+                    .push((eval_ms - t0_ms, e.recv_ms - t0_ms));
+            }
+        }
+    }
+    let path = dir.join("evaluations.json");
+    let text = serde_json::to_string(&groups).unwrap_or_default();
+    std::fs::write(&path, text).map_err(|e| HarnessError::io(&path, e))
 }
