@@ -550,6 +550,9 @@ impl NotifyLoop {
                 if let Some(x) = self.inflight.get_mut(&(r.key.clone(), r.unit)) {
                     x.1 = Phase::Reported;
                 }
+                // The replica may already show the outcome (the watch can beat the answer):
+                // look at the stream again either way.
+                self.dirty.insert(r.key.clone());
             }
             (Pending::Report(r), Err(e)) => {
                 // The head moved on (a newer owner) or the shard is fenced: drop the outcome.

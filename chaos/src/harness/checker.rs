@@ -287,13 +287,18 @@ fn retry_after(observed: &Observed, f: &mut Figures) {
 
 /// Ownership replayed from the log: shard → owner.
 type Owners = BTreeMap<tocsin_state::model::ShardId, Option<String>>;
+/// Per rule group, each committed evaluation as (slot ms, arrival ms).
+type Evals = BTreeMap<String, Vec<(i64, i64)>>;
+
+/// Whether `owner` is a worker the fault hit (or no worker at all).
+fn hit(owner: &Option<String>, fw: &FaultWindow) -> bool {
+    owner.as_ref().is_none_or(|w| fw.workers.contains(w))
+}
 
 fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut Figures) {
     let mut audit = FenceAudit::new();
-    let mut evals: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
-    let mut owners: Owners = BTreeMap::new();
-    let hit =
-        |o: &Option<String>, fw: &FaultWindow| o.as_ref().is_none_or(|w| fw.workers.contains(w));
+    let mut evals = Evals::new();
+    let mut owners = Owners::new();
     // Past a gap the audit would judge commands against assignments it never saw: it covers
     // the prefix before the first gap only (and says so in `audit_complete`).
     let audit_until = recording.gaps.first().map_or(u64::MAX, |g| g.0);
@@ -301,54 +306,12 @@ fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut 
         if e.index < audit_until {
             audit.observe(e.index, &e.changes);
         }
+        let after_fault = fault.filter(|fw| e.recv_ms >= fw.start_ms);
         for c in &e.changes {
-            match c {
-                Command::Assign { shards } => {
-                    for (s, o) in shards {
-                        let new = o.as_ref().map(|w| w.to_string());
-                        if let Some(fw) = fault
-                            && e.recv_ms >= fw.start_ms
-                            && f.first_move_s.is_none()
-                            && owners.get(s).is_some_and(|old| hit(old, fw))
-                            && !hit(&new, fw)
-                        {
-                            f.first_move_s = Some(secs(e.recv_ms - fw.start_ms));
-                        }
-                        owners.insert(*s, new);
-                    }
-                }
-                Command::RemoveWorker { id } => {
-                    for o in owners.values_mut() {
-                        if o.as_deref() == Some(id.as_str()) {
-                            *o = None;
-                        }
-                    }
-                }
-                Command::SetZone { zone, record } => {
-                    if let Some(fw) = fault
-                        && e.recv_ms >= fw.start_ms
-                        && f.detect_s.is_none()
-                        && fw.zone.as_deref() == Some(zone.as_str())
-                        && record.state != ZoneState::Healthy
-                    {
-                        f.detect_s = Some(secs(e.recv_ms - fw.start_ms));
-                    }
-                }
-                Command::Shard {
-                    op: ShardOp::EvalCycle { group, eval_ms, .. },
-                    ..
-                } => {
-                    evals
-                        .entry(format!("{}/{}", group.namespace, group.name))
-                        .or_default()
-                        .push((*eval_ms, e.recv_ms));
-                }
-                _ => {}
-            }
+            on_change(c, e.recv_ms, after_fault, &mut owners, &mut evals, f);
         }
-        if let Some(fw) = fault
+        if let Some(fw) = after_fault
             && !fw.workers.is_empty()
-            && e.recv_ms >= fw.start_ms
             && f.reassign_s.is_none()
             && !owners.is_empty()
             && owners.values().all(|o| !hit(o, fw))
@@ -361,6 +324,64 @@ fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut 
     f.unowned_commits = report.unowned_commits;
     f.audit_complete = recording.gaps.is_empty();
     f.log_entries = recording.entries.len();
+    eval_gaps(&mut evals, end_ms, f);
+}
+
+/// Follows one applied command: ownership, the zone's marking, evaluations. `fault` is set
+/// only for entries that arrived after the fault started.
+fn on_change(
+    c: &Command,
+    recv_ms: i64,
+    fault: Option<&FaultWindow>,
+    owners: &mut Owners,
+    evals: &mut Evals,
+    f: &mut Figures,
+) {
+    match c {
+        Command::Assign { shards } => {
+            for (s, o) in shards {
+                let new = o.as_ref().map(|w| w.to_string());
+                if let Some(fw) = fault
+                    && f.first_move_s.is_none()
+                    && owners.get(s).is_some_and(|old| hit(old, fw))
+                    && !hit(&new, fw)
+                {
+                    f.first_move_s = Some(secs(recv_ms - fw.start_ms));
+                }
+                owners.insert(*s, new);
+            }
+        }
+        Command::RemoveWorker { id } => {
+            for o in owners.values_mut() {
+                if o.as_deref() == Some(id.as_str()) {
+                    *o = None;
+                }
+            }
+        }
+        Command::SetZone { zone, record } => {
+            if let Some(fw) = fault
+                && f.detect_s.is_none()
+                && fw.zone.as_deref() == Some(zone.as_str())
+                && record.state != ZoneState::Healthy
+            {
+                f.detect_s = Some(secs(recv_ms - fw.start_ms));
+            }
+        }
+        Command::Shard {
+            op: ShardOp::EvalCycle { group, eval_ms, .. },
+            ..
+        } => {
+            evals
+                .entry(format!("{}/{}", group.namespace, group.name))
+                .or_default()
+                .push((*eval_ms, recv_ms));
+        }
+        _ => {}
+    }
+}
+
+/// `eval_gap_s`, `eval_lag_ms_max` and `evaluations` from the committed evaluations.
+fn eval_gaps(evals: &mut Evals, end_ms: i64, f: &mut Figures) {
     let mut gap_ms: Option<i64> = None;
     for list in evals.values_mut() {
         list.sort_unstable();

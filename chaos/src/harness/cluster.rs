@@ -83,39 +83,7 @@ impl Cluster {
         for _ in &spec.zones {
             addrs.push((free_addr()?, free_addr()?));
         }
-        let peers: Vec<String> = addrs
-            .iter()
-            .zip(&spec.zones)
-            .enumerate()
-            .map(|(i, ((g, h), z))| format!("--peer={}={z}@{g},http={h}", i + 1))
-            .collect();
-        let mut procs = Vec::new();
-        for (i, ((grpc, http), zone)) in addrs.iter().zip(&spec.zones).enumerate() {
-            let id = (i + 1).to_string();
-            let mut args = vec![
-                "node".to_string(),
-                format!("--id={id}"),
-                format!("--zone={zone}"),
-                format!("--data-dir={}", spec.dir.join(format!("n{id}")).display()),
-                format!("--listen={grpc}"),
-                format!("--http={http}"),
-                "--profile=test".into(),
-                "--cluster-name=tocsin-chaos".into(),
-                format!("--config={}", config.display()),
-            ];
-            args.extend(peers.iter().cloned());
-            let mut p = Proc::new(
-                Role::Node,
-                &id,
-                zone,
-                &spec.binary,
-                args,
-                spec.dir.join(format!("n{id}.log")),
-            );
-            p.grpc = grpc.clone();
-            p.http = http.clone();
-            procs.push(p);
-        }
+        let mut procs = node_procs(spec, &config, &addrs);
         let join: Vec<&str> = addrs.iter().map(|(g, _)| g.as_str()).collect();
         let mut datasource_proxies = BTreeMap::new();
         for ((_, http), zone) in addrs.iter().zip(&spec.zones) {
@@ -360,6 +328,44 @@ impl Cluster {
             }
         }
     }
+}
+
+/// The node processes: one per zone, each a voter, all scraping the exporter.
+fn node_procs(spec: &ClusterSpec, config: &Path, addrs: &[(String, String)]) -> Vec<Proc> {
+    let peers: Vec<String> = addrs
+        .iter()
+        .zip(&spec.zones)
+        .enumerate()
+        .map(|(i, ((g, h), z))| format!("--peer={}={z}@{g},http={h}", i + 1))
+        .collect();
+    let mut procs = Vec::new();
+    for (i, ((grpc, http), zone)) in addrs.iter().zip(&spec.zones).enumerate() {
+        let id = (i + 1).to_string();
+        let mut args = vec![
+            "node".to_string(),
+            format!("--id={id}"),
+            format!("--zone={zone}"),
+            format!("--data-dir={}", spec.dir.join(format!("n{id}")).display()),
+            format!("--listen={grpc}"),
+            format!("--http={http}"),
+            "--profile=test".into(),
+            "--cluster-name=tocsin-chaos".into(),
+            format!("--config={}", config.display()),
+        ];
+        args.extend(peers.iter().cloned());
+        let mut p = Proc::new(
+            Role::Node,
+            &id,
+            zone,
+            &spec.binary,
+            args,
+            spec.dir.join(format!("n{id}.log")),
+        );
+        p.grpc = grpc.clone();
+        p.http = http.clone();
+        procs.push(p);
+    }
+    procs
 }
 
 /// Polls `cond` every [`POLL_EVERY`] until it returns `Some`, or fails naming `what`.

@@ -145,39 +145,7 @@ pub(crate) async fn execute(
             let zone = plan.zone.clone().unwrap_or_default();
             kill_and_restart_zone(run, &zone, plan).await
         }
-        ScenarioId::S3 => {
-            run.at(plan.at_ms).await;
-            // The leader may have moved since the plan: kill whichever zone holds it now.
-            let old = run.cluster.leader().await;
-            let Some((old_id, zone)) = old else {
-                run.failures.push("no leader to kill".into());
-                return Ok(());
-            };
-            run.extra.insert("old_leader".into(), json!(old_id));
-            let before = crate::clock::wall_ms();
-            kill_zone(run, &zone).await?;
-            let new = wait_until(ELECTION_TIMEOUT, "a new leader", || async {
-                run.cluster.leader().await.filter(|(id, _)| *id != old_id)
-            })
-            .await;
-            match new {
-                Ok((id, z)) => {
-                    run.extra.insert("new_leader".into(), json!(id));
-                    run.extra.insert("new_leader_zone".into(), json!(z));
-                    run.extra.insert(
-                        "election_s".into(),
-                        json!((crate::clock::wall_ms() - before) as f64 / 1000.0),
-                    );
-                }
-                Err(_) => run
-                    .failures
-                    .push("no new leader after the leader's zone died".into()),
-            }
-            run.at(plan.at_ms + plan.hold_ms).await;
-            run.cluster.restart_zone(&zone)?;
-            run.note(format!("restart zone {zone}"));
-            Ok(())
-        }
+        ScenarioId::S3 => kill_leader_zone(run, plan).await,
         ScenarioId::S9 => pause_worker(run, plan).await,
         ScenarioId::S10 => receiver_faults(run).await,
         ScenarioId::S11 => datasource_down(run, plan).await,
@@ -213,6 +181,41 @@ pub(crate) async fn after(scenario: ScenarioId, run: &mut Run) {
         }
         _ => {}
     }
+}
+
+/// Kills the zone holding the Raft leader, waits for a new leader, restarts the zone.
+async fn kill_leader_zone(run: &mut Run, plan: &Plan) -> Result<(), HarnessError> {
+    run.at(plan.at_ms).await;
+    // The leader may have moved since the plan: kill whichever zone holds it now.
+    let old = run.cluster.leader().await;
+    let Some((old_id, zone)) = old else {
+        run.failures.push("no leader to kill".into());
+        return Ok(());
+    };
+    run.extra.insert("old_leader".into(), json!(old_id));
+    let before = crate::clock::wall_ms();
+    kill_zone(run, &zone).await?;
+    let new = wait_until(ELECTION_TIMEOUT, "a new leader", || async {
+        run.cluster.leader().await.filter(|(id, _)| *id != old_id)
+    })
+    .await;
+    match new {
+        Ok((id, z)) => {
+            run.extra.insert("new_leader".into(), json!(id));
+            run.extra.insert("new_leader_zone".into(), json!(z));
+            run.extra.insert(
+                "election_s".into(),
+                json!((crate::clock::wall_ms() - before) as f64 / 1000.0),
+            );
+        }
+        Err(_) => run
+            .failures
+            .push("no new leader after the leader's zone died".into()),
+    }
+    run.at(plan.at_ms + plan.hold_ms).await;
+    run.cluster.restart_zone(&zone)?;
+    run.note(format!("restart zone {zone}"));
+    Ok(())
 }
 
 async fn kill_zone(run: &mut Run, zone: &str) -> Result<(), HarnessError> {

@@ -240,6 +240,40 @@ async fn drive(
             reason: e.to_string(),
         }
     })?;
+    configure(run, script, &recorder).await?;
+    run.t0_ms = exporter.start_clock();
+    run.end_of_script_ms = run.t0_ms + script.duration_ms;
+    faults::execute(cfg.scenario, &plan, run).await?;
+    run.at(script.duration_ms).await;
+    // The fault schedule is known by now: the oracle accounts for the windows in which
+    // nothing could read the datasource.
+    let expected = oracle::expected(script, run.t0_ms, &run.blind);
+    let incidents = oracle::expected_incidents(&expected);
+    drain(run, &expected, incidents).await;
+    tokio::time::sleep(SETTLE).await;
+    faults::after(cfg.scenario, run).await;
+    save_api_state(&run.cluster).await?;
+    let end_ms = crate::clock::wall_ms();
+    let recording = recorder.finish().await;
+    run.emulators.save_logs(run.cluster.dir())?;
+    save_evaluations(&recording, run.t0_ms, run.cluster.dir())?;
+    let figures = checker::check(
+        &expected,
+        incidents,
+        &run.emulators.observed(),
+        &recording,
+        run.fault.as_ref(),
+        end_ms,
+    );
+    run.extra.insert("t0_ms".into(), json!(run.t0_ms));
+    run.extra
+        .insert("blind_windows_ms".into(), json!(run.blind));
+    Ok((figures, end_ms))
+}
+
+/// Applies the notification config and the rules, and waits until every rule group has
+/// committed one evaluation (so the workload starts against a running pipeline).
+async fn configure(run: &Run, script: &Script, recorder: &Recorder) -> Result<(), HarnessError> {
     let notify = script.notify_yaml(
         &run.emulators.hook_a.emulator().url("/hook"),
         &run.emulators.hook_b.emulator().url("/hook"),
@@ -260,19 +294,14 @@ async fn drive(
         "every rule group evaluated once",
         || async { (recorder.groups_evaluated().len() >= RULE_GROUPS).then_some(()) },
     )
-    .await?;
-    run.t0_ms = exporter.start_clock();
-    run.end_of_script_ms = run.t0_ms + script.duration_ms;
-    faults::execute(cfg.scenario, &plan, run).await?;
-    run.at(script.duration_ms).await;
-    // The fault schedule is known by now: the oracle accounts for the windows in which
-    // nothing could read the datasource.
-    let expected = oracle::expected(script, run.t0_ms, &run.blind);
-    let incidents = oracle::expected_incidents(&expected);
-    // Drain: wait (bounded) until everything expected arrived, then watch for duplicates.
+    .await
+}
+
+/// Waits (bounded by [`DRAIN_MAX`]) until every expected notification arrived.
+async fn drain(run: &mut Run, expected: &[oracle::Expected], incidents: oracle::IncidentCounts) {
     let drained = wait_until(DRAIN_MAX, "every expected notification", || async {
         let f = checker::check(
-            &expected,
+            expected,
             incidents,
             &run.emulators.observed(),
             &Default::default(),
@@ -285,36 +314,23 @@ async fn drive(
     if drained.is_err() {
         run.note("drain ran out with notifications missing");
     }
-    tokio::time::sleep(SETTLE).await;
-    faults::after(cfg.scenario, run).await;
-    // The cluster's own view at the end, for the post-mortem.
+}
+
+/// Saves the cluster's own view at the end (alerts, notifications, status), for the
+/// post-mortem.
+async fn save_api_state(cluster: &Cluster) -> Result<(), HarnessError> {
     for (path, file) in [
         ("/api/v1/alerts", "api-alerts.json"),
         ("/api/v1/notifications", "api-notifications.json"),
         ("/api/v1/status", "api-status.json"),
     ] {
-        if let Some(v) = run.cluster.get_json(path).await {
-            let out = run.cluster.dir().join(file);
+        if let Some(v) = cluster.get_json(path).await {
+            let out = cluster.dir().join(file);
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
             std::fs::write(&out, text).map_err(|e| HarnessError::io(&out, e))?;
         }
     }
-    let end_ms = crate::clock::wall_ms();
-    let recording = recorder.finish().await;
-    run.emulators.save_logs(run.cluster.dir())?;
-    save_evaluations(&recording, run.t0_ms, run.cluster.dir())?;
-    let figures = checker::check(
-        &expected,
-        incidents,
-        &run.emulators.observed(),
-        &recording,
-        run.fault.as_ref(),
-        end_ms,
-    );
-    run.extra.insert("t0_ms".into(), json!(run.t0_ms));
-    run.extra
-        .insert("blind_windows_ms".into(), json!(run.blind));
-    Ok((figures, end_ms))
+    Ok(())
 }
 
 /// The pass criteria of SCENARIOS.md that the figures alone decide.
