@@ -322,12 +322,15 @@ fn notifications_for(hook: &WebhookSink, name: &str) -> usize {
         .count()
 }
 
-/// Silences keep a group quiet until they expire; an acknowledgement stops a group's repeats.
-/// Bad silences are refused, naming the field.
+/// Silences keep a group quiet until they expire; an acknowledgement stops a group's repeats
+/// and acknowledges its PagerDuty incident. Bad silences are refused, naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_mute_and_acks_stop_repeats() {
     let stop = CancellationToken::new();
     let hook = WebhookSink::start_local(&stop).await.unwrap();
+    let pd = PagerDuty::start_local(PagerDutyConfig::default(), &stop)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let x = Arc::new(AtomicU64::new(0.0f64.to_bits()));
     let target = two_series_exporter(x.clone()).await;
@@ -362,8 +365,9 @@ async fn silences_mute_and_acks_stop_repeats() {
     std::fs::write(
         &am,
         format!(
-            "route:\n  receiver: hook\n  group_by: [alertname, name]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 2s\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {}\n",
-            hook.emulator().url("/hook")
+            "route:\n  receiver: hook\n  group_by: [alertname, name]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 2s\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {}\n  pagerduty_configs:\n  - routing_key: {ROUTING_KEY}\n    url: {}\n",
+            hook.emulator().url("/hook"),
+            pd.emulator().url("/v2/enqueue"),
         ),
     )
     .unwrap();
@@ -427,8 +431,19 @@ async fn silences_mute_and_acks_stop_repeats() {
     let out = tocsin(&["ack", "name=a", "--by=oncall", &server]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged hook"));
-    // Let a tick that was already deciding settle: count after the ack is visible in a repeat
-    // window of `b`, which starts only after the ack.
+    // PagerDuty hears the acknowledgement: a's incident (the only one: b is silenced).
+    wait_for(
+        Duration::from_secs(20),
+        "the incident acknowledged",
+        || async {
+            let view = pd.incidents();
+            (view.incidents.len() == 1
+                && view.incidents[0].status
+                    == tocsin_chaos::pagerduty::incidents::IncidentStatus::Acknowledged)
+                .then_some(())
+        },
+    )
+    .await;
     let acked_at = notifications_for(&hook, "a");
     // Expire b's silence: b is notified, then repeats 2 s later — by then `a` would have
     // repeated too, had the ack not stopped it.

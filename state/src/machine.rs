@@ -514,6 +514,9 @@ fn apply_outbox(
             log,
             units,
         } => return enqueue(stream, notification, log, *units, index),
+        OutboxOp::EnqueueUnit { unit, notification } => {
+            return enqueue_unit(stream, *unit, notification, index);
+        }
         OutboxOp::Claim { unit, seq, .. }
         | OutboxOp::Delivered { unit, seq, .. }
         | OutboxOp::Retry { unit, seq, .. }
@@ -533,7 +536,7 @@ fn apply_outbox(
         }
     };
     match op {
-        OutboxOp::Enqueue { .. } => {}
+        OutboxOp::Enqueue { .. } | OutboxOp::EnqueueUnit { .. } => {}
         OutboxOp::Claim { worker, at_ms, .. } => {
             head.state = DeliveryState::Claimed {
                 worker: worker.clone(),
@@ -572,6 +575,34 @@ fn apply_outbox(
             slot.head = slot.queued.take();
         }
     }
+    Ok(())
+}
+
+/// Queues a notification on one idle unit of the stream.
+fn enqueue_unit(
+    stream: &mut OutboxStream,
+    unit: u16,
+    notification: &Notification,
+    index: u64,
+) -> Result<(), CommandError> {
+    let units = stream.units.len();
+    let slot = stream.units.get_mut(usize::from(unit)).ok_or_else(|| {
+        CommandError::invalid("unit", format!("the stream has {units} delivery units"))
+    })?;
+    if let Some(h) = &slot.head {
+        return Err(CommandError::Conflict(format!(
+            "unit {unit} has notification {} in flight",
+            h.seq
+        )));
+    }
+    stream.seq = index.max(stream.seq + 1);
+    slot.head = Some(OutboxEntry {
+        seq: stream.seq,
+        notification: notification.clone(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_ms: notification.due_ms,
+    });
     Ok(())
 }
 

@@ -398,6 +398,7 @@ impl NotifyLoop {
                     if let Some(d) = &mut self.dispatcher {
                         d.on_ack(key, ack.clone());
                     }
+                    self.acknowledge(key, ack.at_ms);
                 }
                 Command::SetNotifyConfig { .. } | Command::SetLayout(_) => config_changed = true,
                 _ => {}
@@ -405,6 +406,54 @@ impl NotifyLoop {
         }
         if config_changed {
             self.reload_config();
+        }
+    }
+
+    /// After an ack of an owned stream: an `acknowledge` to every unit whose provider has one
+    /// (PagerDuty) and whose last delivery opened something (a trigger), when nothing is in
+    /// flight on that unit.
+    fn acknowledge(&mut self, key: &NotificationKey, at_ms: i64) {
+        let Some((shard, epoch)) = self.owns(key) else {
+            return;
+        };
+        let Some((_, config)) = self.config.clone() else {
+            return;
+        };
+        let Some(stream) = self.replica.outbox().get(key).cloned() else {
+            return;
+        };
+        let channels = match channels_of(&mut self.channels, &self.ctx, &config, &key.receiver) {
+            Ok(c) => c.clone(),
+            Err(_) => return,
+        };
+        for (unit, slot) in stream.units.iter().enumerate() {
+            if slot.head.is_some() || !channels.get(unit).is_some_and(|c| c.acknowledges()) {
+                continue;
+            }
+            let Some(last) = &slot.last else { continue };
+            if last.notification.resolved || !matches!(last.state, DeliveryState::Delivered { .. })
+            {
+                continue;
+            }
+            let Ok(mut data) = NotificationData::decode(&last.notification.payload) else {
+                continue;
+            };
+            data.status = "acknowledged".into();
+            let notification = tocsin_state::model::Notification {
+                resolved: false,
+                alerts: last.notification.alerts.clone(),
+                payload: data.encode(),
+                due_ms: at_ms,
+            };
+            self.unenqueued.push((
+                shard,
+                epoch,
+                key.clone(),
+                OutboxOp::EnqueueUnit {
+                    unit: unit as u16,
+                    notification,
+                },
+            ));
         }
     }
 

@@ -106,17 +106,25 @@ pub fn expected(script: &Script, t0_ms: i64, blind: &[Blind]) -> Vec<Expected> {
         let end = e.end_ms.map(|end| t0_ms + end);
         let seen = seen_at(start, blind);
         let fires = seen_at(seen + t.for_ms, blind);
-        // An episode near a blind window depends on which evaluation slots fell inside it:
-        // its notifications are optional (a resolve before the end is still spurious).
-        let horizon = end.unwrap_or(start + t.for_ms + t.group_wait_ms) + t.eval_interval_ms;
-        let near_blind = blind
-            .iter()
-            .any(|(from, to)| start - t.eval_interval_ms < *to && *from < horizon + BORDERLINE_MS);
-        if !near_blind && end.is_some_and(|end| fires >= end) {
+        // A notification decided near a blind window depends on which evaluation slots fell
+        // inside it: it is optional (a resolve before the end is still spurious). The firing
+        // is decided from the start until it is sent; the resolve around the end.
+        let near = |from: i64, to: i64| blind.iter().any(|(b0, b1)| from < *b1 && *b0 < to);
+        let firing_near = near(
+            start - t.eval_interval_ms,
+            start + t.for_ms + t.group_wait_ms + t.eval_interval_ms + BORDERLINE_MS,
+        );
+        if !firing_near && end.is_some_and(|end| fires >= end) {
             continue; // never fires: no notification at all
         }
-        let optional =
-            near_blind || end.is_some_and(|end| end - fires < t.group_wait_ms + BORDERLINE_MS);
+        let short = end.is_some_and(|end| end - fires < t.group_wait_ms + BORDERLINE_MS);
+        let resolve_near = end.is_some_and(|end| {
+            near(
+                end - t.eval_interval_ms,
+                end + t.eval_interval_ms + BORDERLINE_MS,
+            )
+        });
+        let optional = firing_near || short;
         out.push(Expected {
             key: NoticeKey {
                 receiver: receiver.clone(),
@@ -136,7 +144,7 @@ pub fn expected(script: &Script, t0_ms: i64, blind: &[Blind]) -> Vec<Expected> {
                 },
                 due_ms: seen_at(end, blind),
                 not_before_ms: end,
-                optional,
+                optional: optional || resolve_near,
             });
         }
     }
@@ -223,5 +231,8 @@ mod tests {
         // Blind over the whole episode: nothing is required.
         let e = expected(&script, 100_000, &[(100_000, 110_000)]);
         assert!(e.iter().all(|x| x.optional));
+        // Blind only around the end: the firing is required, the resolve optional.
+        let e = expected(&script, 100_000, &[(108_500, 109_500)]);
+        assert!(!e[0].optional && e[1].optional, "{e:?}");
     }
 }

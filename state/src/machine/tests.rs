@@ -357,6 +357,45 @@ fn outbox_orders_and_replaces_pending() {
     assert_eq!(head.seq, 10);
     assert!(head.notification.resolved);
     m.validate().unwrap();
+
+    // A single-unit enqueue (PagerDuty acknowledge) never replaces a head in flight and leaves
+    // the stream's log alone.
+    let log_before = stream(&m).log;
+    let before = m.digest();
+    assert!(matches!(
+        m.apply(
+            12,
+            &op(OutboxOp::EnqueueUnit {
+                unit: 1,
+                notification: n(false)
+            })
+        ),
+        Err(CommandError::Conflict(_))
+    ));
+    m.stats.refused -= 1;
+    assert_eq!(m.digest(), before);
+    m.apply(
+        13,
+        &op(OutboxOp::Delivered {
+            unit: 1,
+            seq: 10,
+            provider_id: None,
+            at_ms: 13,
+        }),
+    )
+    .unwrap();
+    m.apply(
+        14,
+        &op(OutboxOp::EnqueueUnit {
+            unit: 1,
+            notification: n(false),
+        }),
+    )
+    .unwrap();
+    let s = stream(&m);
+    assert_eq!(s.units[1].head.as_ref().unwrap().seq, 14);
+    assert_eq!(s.log, log_before);
+    m.validate().unwrap();
 }
 
 #[test]

@@ -90,6 +90,13 @@ pub enum OutboxOp {
         log: NotifyLog,
         units: u16,
     },
+    /// Queue a notification on one delivery unit only, without touching the stream's log (a
+    /// PagerDuty `acknowledge` after `tocsin ack`). Refused while the unit has a head: a
+    /// notification in flight is never replaced by it.
+    EnqueueUnit {
+        unit: u16,
+        notification: Notification,
+    },
     /// Claim unit `unit`'s head entry `seq` for sending.
     Claim {
         unit: u16,

@@ -65,6 +65,12 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     /// Whether the provider deduplicates a resend of the same entry (PagerDuty `dedup_key`,
     /// webhook `Idempotency-Key`, email `Message-Id`): an in-doubt claim is resent at once.
     fn idempotent(&self) -> bool;
+    /// Whether the provider has an acknowledge action (PagerDuty): after `tocsin ack`, the
+    /// outbox sends this unit a notification whose data has status `acknowledged`. Channels
+    /// without one never receive such a notification.
+    fn acknowledges(&self) -> bool {
+        false
+    }
     /// The rate-limit key of the endpoint this unit sends to (shared across workers), if the
     /// provider limits per endpoint.
     fn rate_key(&self) -> Option<String> {

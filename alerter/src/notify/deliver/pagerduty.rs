@@ -120,6 +120,13 @@ impl PagerDutyChannel {
         let f = &self.fields;
         let dedup_key = dedup_key(&data.group_key);
         let resolve = data.status == "resolved";
+        if data.status == "acknowledged" {
+            return Ok(Some(if self.v1 {
+                json!({"service_key": self.key, "event_type": "acknowledge", "incident_key": dedup_key})
+            } else {
+                json!({"routing_key": self.key, "event_action": "acknowledge", "dedup_key": dedup_key})
+            }));
+        }
         let mut details = serde_json::Map::new();
         for (k, t) in &f.details {
             details.insert(k.clone(), Value::String(r.render(t)?));
@@ -306,6 +313,9 @@ impl Channel for PagerDutyChannel {
         "pagerduty"
     }
     fn idempotent(&self) -> bool {
+        true
+    }
+    fn acknowledges(&self) -> bool {
         true
     }
     fn rate_key(&self) -> Option<String> {
