@@ -255,6 +255,27 @@ async fn two_bad_zones_freeze_placement_and_raise_a_meta_alert() {
         "{}",
         s["balancer"]
     );
+    // The freeze is also an ordinary, replicated alert (routed and notified like any other).
+    wait_for(
+        Duration::from_secs(10),
+        "TocsinPlacementFrozen in /api/v1/alerts",
+        || async {
+            let r = support::http_client()
+                .get(format!(
+                    "http://{}/api/v1/alerts?state=firing",
+                    c.nodes[0].http
+                ))
+                .send()
+                .await
+                .ok()?;
+            let alerts: Vec<serde_json::Value> = r.json().await.ok()?;
+            alerts
+                .iter()
+                .any(|a| a["rule"] == "TocsinPlacementFrozen" && a["namespace"] == "__meta__")
+                .then_some(())
+        },
+    )
+    .await;
     // No mass movement: every zone keeps (nearly) what it had.
     let after = shards_by_zone(&s);
     for z in ZONES {

@@ -462,3 +462,104 @@ async fn silences_mute_and_acks_stop_repeats() {
     );
     stop.cancel();
 }
+
+/// A notification the provider refuses permanently (PagerDuty 400: a malformed routing key) is
+/// dead-lettered, not retried forever, and raises the meta-alert `TocsinNotificationFailed`,
+/// which is routed like any alert (here to a webhook). The webhook unit of the same receiver
+/// is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_is_dead_lettered_and_raises_a_meta_alert() {
+    let stop = CancellationToken::new();
+    let hook = WebhookSink::start_local(&stop).await.unwrap();
+    let pd = PagerDuty::start_local(PagerDutyConfig::default(), &stop)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let x = Arc::new(AtomicU64::new(95.0f64.to_bits()));
+    let target = two_series_exporter(x.clone()).await;
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
+    )
+    .unwrap();
+    let mut nodes = three_nodes_with(dir.path(), &[format!("--config={}", config.display())]);
+    for n in &mut nodes {
+        n.start();
+    }
+    let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
+        .iter()
+        .zip(&nodes)
+        .map(|(z, n)| {
+            WorkerProc::new(dir.path(), &format!("w-{z}"), z, &nodes, None)
+                .arg(format!("--datasource=http://{}", n.http))
+        })
+        .collect();
+    for w in &mut workers {
+        w.start();
+    }
+    wait_for(Duration::from_secs(30), "all shards owned", || async {
+        let s = support::leader_status(&nodes).await?;
+        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
+    })
+    .await;
+    let server = format!("--server=http://{}", nodes[0].http);
+    let am = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am,
+        format!(
+            "route:\n  receiver: ops\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n  routes:\n  - matchers: ['alertname=\"X\"']\n    receiver: pager\nreceivers:\n- name: ops\n  webhook_configs:\n  - url: {hook}\n- name: pager\n  pagerduty_configs:\n  - routing_key: too-short\n    url: {pd}\n  webhook_configs:\n  - url: {hook}\n",
+            hook = hook.emulator().url("/hook"),
+            pd = pd.emulator().url("/v2/enqueue"),
+        ),
+    )
+    .unwrap();
+    let out = tocsin(&["notify", "apply", am.to_str().unwrap(), &server]);
+    assert!(out.status.success(), "{out:?}");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: x\n  interval: 1s\n  rules:\n  - alert: X\n    expr: max(tocsin_test_x) > 90\n",
+    )
+    .unwrap();
+    let out = tocsin(&[
+        "rules",
+        "apply",
+        rules.to_str().unwrap(),
+        "--namespace=t",
+        &server,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+
+    let meta = wait_for(
+        Duration::from_secs(40),
+        "TocsinNotificationFailed notified",
+        || async {
+            hook.emulator().requests().into_iter().find(|r| {
+                r.body
+                    .contains("\"alertname\":\"TocsinNotificationFailed\"")
+            })
+        },
+    )
+    .await;
+    assert!(
+        meta.body.contains("\"receiver\":\"pager\""),
+        "{}",
+        meta.body
+    );
+    // PagerDuty was asked once and refused; the webhook unit of `pager` delivered X anyway.
+    let pd_requests = pd.emulator().requests();
+    assert_eq!(pd_requests.len(), 1, "a 400 is not retried");
+    assert_eq!(pd_requests[0].answer.status, 400);
+    assert!(
+        hook.emulator()
+            .requests()
+            .iter()
+            .any(|r| r.body.contains("\"alertname\":\"X\"")),
+        "the receiver's other unit delivered"
+    );
+    let out = tocsin(&["notify", "status", &server]);
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(status.contains("dead#"), "{status}");
+    stop.cancel();
+}

@@ -9,6 +9,7 @@
 
 pub mod session;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,6 +106,10 @@ impl BalancerHandle {
                 let mut core = self.core.lock().expect("balancer lock");
                 core.became_leader(now, &zones);
                 core.sync_workers(&workers, now);
+                // The first step states the freeze meta-alert either way (a previous leader
+                // may have raised it).
+                last_meta.clear();
+                last_meta.push("unknown".into());
                 info!(
                     zones = zones.len(),
                     workers = workers.len(),
@@ -166,6 +171,21 @@ impl BalancerHandle {
                 warn!(alert = %m, "balancer meta-alert");
             }
             *last_meta = meta;
+            // Freezing is an alert SREs must see where they see every other: a replicated
+            // meta-alert, routed and notified like any rule's alert.
+            commands.push(Command::SetMetaAlert {
+                name: "TocsinPlacementFrozen".into(),
+                labels: BTreeMap::from([("severity".to_string(), "critical".to_string())]),
+                annotations: BTreeMap::from([(
+                    "summary".to_string(),
+                    format!(
+                        "Shard placement is frozen: {}",
+                        decision.frozen.as_deref().unwrap_or("-")
+                    ),
+                )]),
+                firing: decision.frozen.is_some(),
+                at_ms: now,
+            });
         }
         {
             let mut view = self.view.lock().expect("view lock");

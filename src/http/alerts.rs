@@ -82,7 +82,12 @@ pub async fn get_alerts(State(s): State<AppState>, UrlQuery(f): UrlQuery<AlertFi
                 AlertState::Resolved => "resolved",
             };
             let shard = layout.eval_shard(&a.group);
-            let worker = owners.get(&shard).cloned().flatten();
+            // Meta-alerts are the cluster's own; no worker evaluates them.
+            let worker = if a.group.namespace == tocsin_state::model::META_NAMESPACE {
+                None
+            } else {
+                owners.get(&shard).cloned().flatten()
+            };
             let zone = worker
                 .as_ref()
                 .and_then(|w| zones.get(w))

@@ -13,11 +13,12 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Ack, AlertInstance, AlertUpdate, ApplyStats, Assignment, Command, CommandError, CommandOk,
-    CommandResult, DeliveryState, Epoch, Fingerprint, GroupKey, GroupWatermark, Notification,
-    NotificationKey, NotifyConfigRecord, NotifyLog, OutboxEntry, OutboxOp, OutboxSlot,
-    OutboxStream, Query, QueryResult, RuleSet, ShardId, ShardKind, ShardLayout, ShardOp, Silence,
-    WorkerId, WorkerInfo, ZoneId, ZoneRecord,
+    Ack, AlertInstance, AlertState, AlertUpdate, ApplyStats, Assignment, Command, CommandError,
+    CommandOk, CommandResult, DeliveryState, Epoch, Fingerprint, GroupKey, GroupWatermark,
+    META_NAMESPACE, Notification, NotificationKey, NotifyConfigRecord, NotifyLog, OutboxEntry,
+    OutboxOp, OutboxSlot, OutboxStream, Query, QueryResult, RuleSet, ShardId, ShardKind,
+    ShardLayout, ShardOp, Silence, WorkerId, WorkerInfo, ZoneId, ZoneRecord, meta_group,
+    stable_hash,
 };
 
 /// Most alert updates accepted in one evaluation cycle command; bounds one entry's size.
@@ -119,6 +120,12 @@ impl Machine {
                 if namespace.is_empty() {
                     return Err(CommandError::invalid("namespace", "must not be empty"));
                 }
+                if namespace == META_NAMESPACE {
+                    return Err(CommandError::invalid(
+                        "namespace",
+                        format!("{META_NAMESPACE:?} is reserved for Tocsin's meta-alerts"),
+                    ));
+                }
                 check_groups(namespace, groups)?;
                 if groups.is_empty() {
                     self.rules.namespaces.remove(namespace);
@@ -134,6 +141,12 @@ impl Machine {
             } => {
                 self.check_rules_version(*expected_version)?;
                 for (name, ns) in namespaces {
+                    if name == META_NAMESPACE {
+                        return Err(CommandError::invalid(
+                            "namespace",
+                            format!("{META_NAMESPACE:?} is reserved for Tocsin's meta-alerts"),
+                        ));
+                    }
                     check_groups(name, &ns.groups)?;
                 }
                 self.rules.namespaces = namespaces.clone();
@@ -169,6 +182,13 @@ impl Machine {
             Command::Ack { key, ack } => {
                 self.acks.insert(key.clone(), ack.clone());
             }
+            Command::SetMetaAlert {
+                name,
+                labels,
+                annotations,
+                firing,
+                at_ms,
+            } => self.set_meta_alert(name, labels, annotations, *firing, *at_ms)?,
             Command::SetNotifyConfig { source } => {
                 if source.trim().is_empty() {
                     return Err(CommandError::invalid("source", "must not be empty"));
@@ -323,6 +343,70 @@ impl Machine {
             }
         }
         Ok(())
+    }
+
+    fn set_meta_alert(
+        &mut self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+        firing: bool,
+        at_ms: i64,
+    ) -> Result<(), CommandError> {
+        if name.is_empty() || labels.contains_key("alertname") {
+            return Err(CommandError::invalid(
+                "name",
+                "must be non-empty, and labels must not carry alertname",
+            ));
+        }
+        let mut all = labels.clone();
+        all.insert("alertname".into(), name.into());
+        let (fp, group) = meta_identity(&all);
+        let shard = self.layout.eval_shard(&group);
+        let existing = self
+            .alerts
+            .get(&shard.index)
+            .and_then(|m| m.get(&(group.clone(), fp)))
+            .cloned();
+        let next = match (existing, firing) {
+            (Some(a), true) if a.state == AlertState::Firing => AlertInstance {
+                annotations: annotations.clone(),
+                ..a
+            },
+            (_, true) => AlertInstance {
+                fingerprint: fp,
+                group: group.clone(),
+                rule: name.into(),
+                labels: all,
+                annotations: annotations.clone(),
+                state: AlertState::Firing,
+                active_at_ms: at_ms,
+                fired_at_ms: Some(at_ms),
+                resolved_at_ms: None,
+                keep_firing_since_ms: None,
+                value: 1.0,
+            },
+            (Some(a), false) if a.state == AlertState::Firing => AlertInstance {
+                state: AlertState::Resolved,
+                resolved_at_ms: Some(at_ms),
+                value: 0.0,
+                ..a
+            },
+            // Resolving what is not firing changes nothing.
+            (_, false) => return Ok(()),
+        };
+        self.alerts
+            .entry(shard.index)
+            .or_default()
+            .insert((group, fp), next);
+        Ok(())
+    }
+
+    /// The alert instance `fp` of `group`, if any.
+    pub fn alert(&self, group: &GroupKey, fp: Fingerprint) -> Option<&AlertInstance> {
+        self.alerts
+            .get(&self.layout.eval_shard(group).index)?
+            .get(&(group.clone(), fp))
     }
 
     /// The notification config.
@@ -648,6 +732,13 @@ fn enqueue(
         }
         Ok(())
     }
+}
+
+/// The fingerprint and group of a meta-alert with the full label set `labels`.
+pub fn meta_identity(labels: &BTreeMap<String, String>) -> (Fingerprint, GroupKey) {
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let parts: Vec<&str> = pairs.iter().map(String::as_str).collect();
+    (Fingerprint(stable_hash(&parts)), meta_group())
 }
 
 #[cfg(test)]

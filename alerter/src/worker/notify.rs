@@ -400,6 +400,14 @@ impl NotifyLoop {
                     }
                     self.acknowledge(key, ack.at_ms);
                 }
+                Command::SetMetaAlert { name, labels, .. } => {
+                    let mut all = labels.clone();
+                    all.insert("alertname".into(), name.clone());
+                    let (fp, group) = tocsin_state::machine::meta_identity(&all);
+                    if let Some(a) = self.replica.alert(&group, fp).cloned() {
+                        self.on_alert(&a);
+                    }
+                }
                 Command::SetNotifyConfig { .. } | Command::SetLayout(_) => config_changed = true,
                 _ => {}
             }
@@ -407,6 +415,53 @@ impl NotifyLoop {
         if config_changed {
             self.reload_config();
         }
+    }
+
+    /// Raises (with the reason) or resolves the meta-alert `TocsinNotificationFailed` of a
+    /// receiver's delivery unit: a dead letter raises it, the next delivery resolves it.
+    fn meta_dead_letter(&mut self, receiver: &str, unit: u16, reason: Option<&str>) {
+        let name = "TocsinNotificationFailed";
+        let labels = BTreeMap::from([
+            ("receiver".to_string(), receiver.to_string()),
+            ("unit".to_string(), unit.to_string()),
+            ("severity".to_string(), "critical".to_string()),
+        ]);
+        let mut all = labels.clone();
+        all.insert("alertname".into(), name.into());
+        let (fp, group) = tocsin_state::machine::meta_identity(&all);
+        let firing = self
+            .replica
+            .alert(&group, fp)
+            .is_some_and(|a| a.state == AlertState::Firing);
+        if reason.is_none() && !firing {
+            return;
+        }
+        let annotations = match reason {
+            Some(r) => BTreeMap::from([
+                (
+                    "summary".to_string(),
+                    format!("A notification to receiver {receiver} was given up: {r}"),
+                ),
+                (
+                    "description".to_string(),
+                    "The provider refused it permanently (or retries ran out); see `tocsin notify status`.".to_string(),
+                ),
+            ]),
+            None => BTreeMap::new(),
+        };
+        let command = Command::SetMetaAlert {
+            name: name.into(),
+            labels,
+            annotations,
+            firing: reason.is_some(),
+            at_ms: (self.ctx.now_ms)(),
+        };
+        let client = self.ctx.client.clone();
+        self.tracker.spawn(async move {
+            if let Err(e) = client.propose(vec![command]).await {
+                warn!(error = %e, "could not commit the dead-letter meta-alert");
+            }
+        });
     }
 
     /// After an ack of an owned stream: an `acknowledge` to every unit whose provider has one
@@ -592,9 +647,14 @@ impl NotifyLoop {
             (Pending::Enqueue(..), Ok(_)) => {}
             (Pending::Enqueue(..), Err(e)) => self.refused(&e),
             (Pending::Report(r), Ok(_)) => {
-                if let Next::Dead(reason) = &r.next {
-                    warn!(receiver = %r.key.receiver, group = %r.key.group_key, unit = r.unit,
-                        attempts = r.attempt, %reason, "notification dead-lettered");
+                match &r.next {
+                    Next::Dead(reason) => {
+                        warn!(receiver = %r.key.receiver, group = %r.key.group_key, unit = r.unit,
+                            attempts = r.attempt, %reason, "notification dead-lettered");
+                        self.meta_dead_letter(&r.key.receiver, r.unit, Some(reason));
+                    }
+                    Next::Delivered(_) => self.meta_dead_letter(&r.key.receiver, r.unit, None),
+                    Next::RetryAfter(..) => {}
                 }
                 if let Some(x) = self.inflight.get_mut(&(r.key.clone(), r.unit)) {
                     x.1 = Phase::Reported;

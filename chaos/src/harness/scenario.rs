@@ -266,6 +266,8 @@ async fn drive(
         end_ms,
     );
     run.extra.insert("t0_ms".into(), json!(run.t0_ms));
+    run.extra.insert("script".into(), json!(script));
+    run.extra.insert("oracle".into(), json!(expected));
     run.extra
         .insert("blind_windows_ms".into(), json!(run.blind));
     Ok((figures, end_ms))

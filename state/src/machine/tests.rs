@@ -524,3 +524,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn meta_alerts_fire_resolve_and_keep_their_start() {
+    let mut m = Machine::default();
+    let labels = BTreeMap::from([("receiver".to_string(), "pager".to_string())]);
+    let set = |firing, at_ms| Command::SetMetaAlert {
+        name: "TocsinNotificationFailed".into(),
+        labels: labels.clone(),
+        annotations: BTreeMap::new(),
+        firing,
+        at_ms,
+    };
+    // Resolving what never fired changes nothing.
+    let before = m.digest();
+    m.apply(1, &set(false, 10)).unwrap();
+    m.stats.applied -= 1;
+    assert_eq!(m.digest(), before);
+    m.apply(2, &set(true, 20)).unwrap();
+    m.apply(3, &set(true, 30)).unwrap();
+    let QueryResult::Alerts(a) = m.query(&Query::Alerts { shard: None }) else {
+        panic!()
+    };
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].state, AlertState::Firing);
+    assert_eq!(a[0].active_at_ms, 20, "a repeated raise keeps the start");
+    assert_eq!(a[0].labels["alertname"], "TocsinNotificationFailed");
+    assert_eq!(a[0].group.namespace, crate::model::META_NAMESPACE);
+    m.apply(4, &set(false, 40)).unwrap();
+    let QueryResult::Alerts(a) = m.query(&Query::Alerts { shard: None }) else {
+        panic!()
+    };
+    assert_eq!(a[0].state, AlertState::Resolved);
+    assert_eq!(a[0].resolved_at_ms, Some(40));
+    // The reserved namespace cannot be used by rules.
+    let err = m
+        .apply(
+            5,
+            &Command::PutRules {
+                namespace: crate::model::META_NAMESPACE.into(),
+                groups: vec![],
+                expected_version: None,
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    m.validate().unwrap();
+}

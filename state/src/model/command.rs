@@ -53,7 +53,36 @@ pub enum Command {
     Ack { key: NotificationKey, ack: Ack },
     /// Replace the notification config (`alertmanager.yml`, validated by the caller).
     SetNotifyConfig { source: String },
+    /// Raise (`firing`) or resolve a meta-alert: Tocsin's own alerts about itself (placement
+    /// frozen, notifications dead-lettered). They are ordinary alert instances of the reserved
+    /// group [`META_GROUP`], routed and notified like any other alert.
+    SetMetaAlert {
+        /// `alertname`.
+        name: String,
+        /// Further labels (identity).
+        labels: BTreeMap<String, String>,
+        /// Annotations (`summary`, `description`).
+        annotations: BTreeMap<String, String>,
+        /// Firing, or resolved.
+        firing: bool,
+        /// When (ms).
+        at_ms: i64,
+    },
 }
+
+/// The namespace reserved for meta-alerts; rule namespaces may not use it.
+pub const META_NAMESPACE: &str = "__meta__";
+
+/// The rule group meta-alerts belong to.
+pub fn meta_group() -> GroupKey {
+    GroupKey {
+        namespace: META_NAMESPACE.into(),
+        name: "tocsin".into(),
+    }
+}
+
+/// See [`meta_group`].
+pub const META_GROUP: &str = "__meta__/tocsin";
 
 /// What a shard owner does, fenced by its epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,8 +5,8 @@ mod command;
 mod records;
 
 pub use command::{
-    AlertUpdate, ApplyStats, Change, Command, CommandError, CommandOk, CommandResult, OutboxOp,
-    Query, QueryResult, ShardOp,
+    AlertUpdate, ApplyStats, Change, Command, CommandError, CommandOk, CommandResult, META_GROUP,
+    META_NAMESPACE, OutboxOp, Query, QueryResult, ShardOp, meta_group,
 };
 pub use records::{
     Ack, AlertInstance, AlertState, Assignment, ClusterInfo, DeliveryState, GroupKey,
