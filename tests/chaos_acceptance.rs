@@ -159,7 +159,7 @@ async fn s10_receiver_faults_miss_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s11_datasource_outage_resolves_nothing_falsely() {
-    let r = run(ScenarioId::S11, 7).await;
+    let r = run(ScenarioId::S11, 8).await;
     assert_eq!(r.figures.spurious, 0);
     assert_eq!(r.figures.missed, 0);
     assert!(r.figures.expected > 0, "some notifications were required");

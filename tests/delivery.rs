@@ -76,6 +76,50 @@ async fn claimants(nodes: &[NodeProc]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_the_owner_mid_delivery_misses_nothing_and_pages_once() {
+    kill_the_owner(Cut::AfterProcessing).await;
+}
+
+/// The second case: every provider fails (503) while the owner retries, so no send has been
+/// processed when the owner dies: nothing is missed and no SMS is duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_the_owner_while_providers_fail_duplicates_nothing() {
+    kill_the_owner(Cut::WhileFailing).await;
+}
+
+/// Where the killed owner's sends stand.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cut {
+    /// Each provider processed the first request and holds its answer.
+    AfterProcessing,
+    /// Each provider answers 503 (nothing processed); the owner is retrying.
+    WhileFailing,
+}
+
+/// The notify shard owner of the (only) stream, from the committed assignments.
+async fn stream_owner(nodes: &[NodeProc]) -> Option<String> {
+    let v = get_json(nodes, "/api/v1/notifications").await?;
+    let key = tocsin_state::model::NotificationKey {
+        receiver: v["streams"][0]["receiver"].as_str()?.to_string(),
+        group_key: v["streams"][0]["group_key"].as_str()?.to_string(),
+    };
+    let shard = tocsin_state::model::ShardLayout::default().notify_shard(&key);
+    let client =
+        tocsin_state::client::StoreClient::new(nodes.iter().map(|n| n.grpc.clone()).collect())
+            .ok()?;
+    let (_, result) = client
+        .read(&tocsin_state::model::Query::Assignments, true)
+        .await
+        .ok()?;
+    let tocsin_state::model::QueryResult::Assignments(a) = result else {
+        return None;
+    };
+    a.into_iter()
+        .find(|(s, _)| *s == shard)
+        .and_then(|(_, a)| a.owner)
+        .map(|w| w.to_string())
+}
+
+async fn kill_the_owner(cut: Cut) {
     let stop = CancellationToken::new();
     let pd = PagerDuty::start_local(PagerDutyConfig::default(), &stop)
         .await
@@ -84,12 +128,15 @@ async fn kill_the_owner_mid_delivery_misses_nothing_and_pages_once() {
     let sms = Twilio::start_local(TwilioConfig::default(), &stop)
         .await
         .unwrap();
-    let hold = FaultSpec::new(FaultMode::Hang)
-        .hold(Duration::from_secs(20))
-        .count(1);
-    pd.emulator().faults().set(hold.clone()).unwrap();
-    hook.emulator().faults().set(hold.clone()).unwrap();
-    sms.emulator().faults().set(hold).unwrap();
+    let fault = match cut {
+        Cut::AfterProcessing => FaultSpec::new(FaultMode::Hang)
+            .hold(Duration::from_secs(20))
+            .count(1),
+        Cut::WhileFailing => FaultSpec::new(FaultMode::Error5xx).count(100_000),
+    };
+    pd.emulator().faults().set(fault.clone()).unwrap();
+    hook.emulator().faults().set(fault.clone()).unwrap();
+    sms.emulator().faults().set(fault).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let disk = Arc::new(AtomicU64::new(50.0f64.to_bits()));
@@ -188,17 +235,48 @@ receivers:
         },
     )
     .await;
-    // The owner holds three claims it can never confirm: kill it now.
-    let owner = wait_for(Duration::from_secs(10), "the claims", || async {
-        let c = claimants(&nodes).await;
-        (c.len() == 3 && c.iter().all(|w| *w == c[0])).then(|| c[0].clone())
-    })
-    .await;
+    let owner = match cut {
+        // The owner holds three claims it can never confirm: kill it now.
+        Cut::AfterProcessing => {
+            wait_for(Duration::from_secs(10), "the claims", || async {
+                let c = claimants(&nodes).await;
+                (c.len() == 3 && c.iter().all(|w| *w == c[0])).then(|| c[0].clone())
+            })
+            .await
+        }
+        // The owner is retrying against failing providers: kill it now.
+        Cut::WhileFailing => {
+            wait_for(
+                Duration::from_secs(20),
+                "retries at every provider",
+                || async {
+                    (pd.emulator().requests().len() >= 2
+                        && hook.emulator().requests().len() >= 2
+                        && sms.emulator().requests().len() >= 2)
+                        .then_some(())
+                },
+            )
+            .await;
+            wait_for(Duration::from_secs(10), "the stream's owner", || {
+                stream_owner(&nodes)
+            })
+            .await
+        }
+    };
     let w = workers
         .iter_mut()
         .find(|w| w.id == owner)
         .expect("the owner is one of ours");
     w.kill().await;
+    if cut == Cut::WhileFailing {
+        for f in [
+            pd.emulator().faults(),
+            hook.emulator().faults(),
+            sms.emulator().faults(),
+        ] {
+            f.clear();
+        }
+    }
 
     // The new owner resends: PagerDuty and the webhook at once, SMS after the claim timeout.
     wait_for(
@@ -253,6 +331,10 @@ receivers:
         "the cut-off webhook was resent: {}",
         triggers.len()
     );
+    if cut == Cut::WhileFailing {
+        let accepted = triggers.iter().filter(|r| r.answer.status == 200).count();
+        assert_eq!(accepted, 1, "the webhook accepted the trigger once");
+    }
     let keys: std::collections::BTreeSet<_> = triggers
         .iter()
         .map(|r| {
@@ -270,7 +352,7 @@ receivers:
         .filter(|m| m.body.contains("FIRING"))
         .count();
     let resolved_sms = messages.len() - firing_sms;
-    let cut_off = 1;
+    let cut_off = usize::from(cut == Cut::AfterProcessing);
     println!(
         "sms: {firing_sms} trigger messages for 1 notification ({} duplicates, {cut_off} send cut off mid-flight); {resolved_sms} resolve",
         firing_sms - 1
