@@ -14,6 +14,7 @@ mod cmd;
 mod config;
 mod http;
 mod metrics;
+mod worker_metrics;
 
 use clap::{Parser, Subcommand};
 

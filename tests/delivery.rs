@@ -432,6 +432,10 @@ async fn silences_mute_and_acks_stop_repeats() {
         .map(|(z, n)| {
             WorkerProc::new(dir.path(), &format!("w-{z}"), z, &nodes, None)
                 .arg(format!("--datasource=http://{}", n.http))
+                .arg(format!(
+                    "--metrics-listen=127.0.0.1:{}",
+                    support::free_port()
+                ))
         })
         .collect();
     for w in &mut workers {
@@ -542,6 +546,39 @@ async fn silences_mute_and_acks_stop_repeats() {
         after <= acked_at + 1,
         "a kept repeating after its ack: {acked_at} -> {after}"
     );
+
+    // Each worker's /metrics reports its evaluations and deliveries.
+    let mut scraped = String::new();
+    for w in &workers {
+        let log = w.log();
+        let addr = log
+            .split("worker metrics listening addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the worker logs its metrics address")
+            .to_string();
+        let text = support::http_client()
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        scraped.push_str(&text);
+    }
+    assert!(
+        scraped
+            .contains(r#"tocsin_worker_evaluations_total{namespace="t",group="x",outcome="ok"}"#),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains(
+            r#"tocsin_worker_notifications_total{receiver="hook",integration="webhook",outcome="delivered"}"#
+        ),
+        "{scraped}"
+    );
+    assert!(scraped.contains("tocsin_worker_owned_shards{kind=\"notify\"}"));
     stop.cancel();
 }
 

@@ -145,6 +145,7 @@ async fn one(n: usize, per_commit: usize, timeout: Duration) -> anyhow::Result<(
         external_url: "http://127.0.0.1:9101".into(),
         now_ms: crate::clock::wall_ms,
         limiter: None,
+        observer: Arc::new(tocsin_alerter::worker::observe::NoObserver),
     };
     let (_tx, rx) = tokio::sync::watch::channel(Ownership {
         shards: shards.iter().map(|(s, _)| (*s, Epoch(epoch))).collect(),

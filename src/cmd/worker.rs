@@ -75,6 +75,10 @@ pub struct WorkerArgs {
     /// through; without it (or while it is down) each worker limits to its share locally.
     #[arg(long)]
     redis: Option<String>,
+    /// Serve `/metrics` (evaluations, deliveries, owned shards) and `/healthz` here, e.g.
+    /// `127.0.0.1:9201`.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Deadline of one request to a notification provider, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     provider_timeout_ms: u64,
@@ -204,6 +208,24 @@ pub async fn run(args: WorkerArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let metrics = crate::worker_metrics::WorkerMetrics::new();
+    if let Some(addr) = args.metrics_listen {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tocsin: cannot listen on --metrics-listen {addr}: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        let app = metrics.router();
+        let stop = cancel.clone();
+        tracker.spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        info!(%addr, "worker metrics listening");
+    }
     let notify = NotifyCtx {
         client: client.clone(),
         worker: worker.clone(),
@@ -220,6 +242,7 @@ pub async fn run(args: WorkerArgs) -> i32 {
         external_url: args.external_url.clone(),
         now_ms: crate::clock::wall_ms,
         limiter: Some(limiter),
+        observer: metrics.clone(),
     };
     tracker.spawn(notify::run(
         notify,
@@ -240,6 +263,7 @@ pub async fn run(args: WorkerArgs) -> i32 {
                 evaluator: Arc::new(evaluator),
                 stats,
                 now_ms: crate::clock::wall_ms,
+                observer: metrics.clone(),
             };
             tracker.spawn(runner::run(
                 ctx,
@@ -259,6 +283,8 @@ pub async fn run(args: WorkerArgs) -> i32 {
                     break;
                 }
                 let o = ownership.borrow().clone();
+                let eval = o.shards.keys().filter(|s| s.kind == tocsin_proto::ids::ShardKind::Eval).count();
+                metrics.set_owned(eval, o.shards.len() - eval);
                 info!(shards = o.shards.len(), fenced = o.fenced, log_index = o.log_index, "ownership");
             }
         }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::convert;
+use super::observe::{EvalOutcome, WorkerObserver};
 use super::schedule;
 use super::session::WorkStats;
 use crate::eval::{GroupEval, GroupState};
@@ -46,6 +47,8 @@ pub struct GroupCtx {
     pub stats: Arc<WorkStats>,
     /// Wall clock, ms since the Unix epoch (injected so tests can drive it).
     pub now_ms: fn() -> i64,
+    /// Where evaluations are reported (the worker's `/metrics`).
+    pub observer: Arc<dyn WorkerObserver>,
 }
 
 /// What ended a group loop.
@@ -88,10 +91,12 @@ pub async fn run(
             () = cancel.cancelled() => return GroupExit::Cancelled,
         };
         ctx.stats.evals.fetch_add(1, Ordering::Relaxed);
-        match outcome {
+        let result = match outcome {
             Ok(Ok(eval)) => {
+                let mut result = EvalOutcome::Ok;
                 if !eval.failures.is_empty() {
                     ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    result = EvalOutcome::RulesFailed;
                     debug!(group = %key, failures = eval.failures.len(), "rules failed; their state is kept");
                 }
                 match commit(&ctx, shard, epoch, &key, &group, due, &eval).await {
@@ -99,23 +104,34 @@ pub async fn run(
                     Err(CommitError::Stale) => return GroupExit::StaleEpoch,
                     Err(CommitError::Other(e)) => {
                         ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        result = EvalOutcome::NotCommitted;
                         warn!(group = %key, error = %e, "evaluation not committed; state kept, retried at the next slot");
                     }
                 }
+                result
             }
             Ok(Err(e)) => {
                 ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
                 warn!(group = %key, error = %e, "evaluation failed; alert state kept");
+                EvalOutcome::Failed
             }
             Err(_) => {
                 ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
                 warn!(group = %key, "evaluation took longer than the interval; alert state kept");
+                EvalOutcome::Timeout
             }
-        }
+        };
         let finished = (ctx.now_ms)();
-        if finished - due > interval_ms / 2 {
+        let late = finished - due > interval_ms / 2;
+        if late {
             ctx.stats.late.fetch_add(1, Ordering::Relaxed);
         }
+        ctx.observer.evaluation(
+            &key,
+            (finished - started).max(0) as f64 / 1000.0,
+            result,
+            late,
+        );
         debug!(group = %key, slot = due, took_ms = finished - started, "evaluated");
         due = schedule::next_slot_after(due.max(finished), offset, interval_ms);
     }

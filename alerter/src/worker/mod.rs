@@ -6,6 +6,7 @@
 //! - [`group`]: one rule group's loop: resume, catch up, evaluate, commit fenced by epoch.
 //! - [`notify`]: the notify loop: a read replica of the store followed through the watch
 //!   stream, the owned streams' groups, and the outbox protocol (claim, send, record).
+//! - [`observe`]: the evaluation and delivery reports behind the worker's `/metrics`.
 //! - [`runner`]: the shard manager running one group loop per group of each owned eval shard.
 //! - [`schedule`]: hash-derived evaluation slots and the one-slot catch-up on takeover (pure).
 //! - [`steal`]: CPU steal sampling from a `/proc/stat`-format file.
@@ -17,6 +18,7 @@ pub mod convert;
 pub mod evaluator;
 pub mod group;
 pub mod notify;
+pub mod observe;
 pub mod runner;
 pub mod schedule;
 pub mod session;

@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::observe::WorkerObserver;
 use super::session::Ownership;
 use crate::notify::config::{self, Config};
 use crate::notify::deliver::channel::{Channel, Delivery, SendOutcome};
@@ -79,6 +80,8 @@ pub struct NotifyCtx {
     pub now_ms: fn() -> i64,
     /// Per-endpoint rate limits shared through Redis (local at this worker's share without it).
     pub limiter: Option<RateLimiter>,
+    /// Where delivery attempts are reported (the worker's `/metrics`).
+    pub observer: Arc<dyn WorkerObserver>,
 }
 
 /// The provider limit of a channel kind (providers.md): Slack 1/s per webhook, PagerDuty
@@ -915,6 +918,7 @@ impl NotifyLoop {
         let results = self.results.clone();
         let retry = self.ctx.retry;
         let limiter = self.ctx.limiter.clone();
+        let observer = self.ctx.observer.clone();
         self.tracker.spawn(async move {
             let SendJob {
                 shard,
@@ -928,6 +932,7 @@ impl NotifyLoop {
                 (Some(l), Some(key), Some(limit)) => l.acquire(&key, &limit, RATE_WAIT_MAX).await,
                 _ => Ok(()),
             };
+            let started = std::time::Instant::now();
             let outcome = match slot {
                 Ok(()) => channel.send(&delivery).await,
                 // Not a provider failure: come back when the endpoint has room.
@@ -937,6 +942,18 @@ impl NotifyLoop {
                 },
             };
             debug!(key = ?delivery.key, seq = delivery.seq, kind = channel.kind(), ?outcome, "sent");
+            let label = match &outcome {
+                SendOutcome::Delivered { .. } => "delivered",
+                SendOutcome::Skipped => "skipped",
+                SendOutcome::Retry { .. } => "retry",
+                SendOutcome::Permanent { .. } => "permanent",
+            };
+            observer.delivery(
+                &delivery.key.receiver,
+                channel.kind(),
+                label,
+                started.elapsed().as_secs_f64(),
+            );
             let next = retry.next(attempt, outcome, rand::random::<f64>());
             let _ = results.send(SendResult {
                 shard,

@@ -19,6 +19,8 @@
 //! - [`faults`]: each scenario's seeded plan and its execution.
 //! - [`scenario`]: scenario ids, [`scenario::run`], pass criteria.
 //! - [`report`]: the JSON report and the terminal table.
+//! - [`timeline`]: the run as an SVG (evaluations, expected and received notifications,
+//!   faults).
 //!
 //! One seed drives the topology (workers per zone), the workload and the fault plan; every
 //! report carries the command that replays it.
@@ -34,6 +36,7 @@ pub mod proxy;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
+pub mod timeline;
 pub mod workload;
 
 pub use error::HarnessError;

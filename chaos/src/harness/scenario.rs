@@ -255,12 +255,14 @@ async fn drive(
     save_api_state(&run.cluster).await?;
     let end_ms = crate::clock::wall_ms();
     let recording = recorder.finish().await;
+    let observed = run.emulators.observed();
     run.emulators.save_logs(run.cluster.dir())?;
     save_evaluations(&recording, run.t0_ms, run.cluster.dir())?;
+    save_timeline(run, &expected, &observed, &recording, end_ms)?;
     let figures = checker::check(
         &expected,
         incidents,
-        &run.emulators.observed(),
+        &observed,
         &recording,
         run.fault.as_ref(),
         end_ms,
@@ -433,4 +435,80 @@ fn save_evaluations(
     let path = dir.join("evaluations.json");
     let text = serde_json::to_string(&groups).unwrap_or_default();
     std::fs::write(&path, text).map_err(|e| HarnessError::io(&path, e))
+}
+
+/// Writes `timeline.svg`.
+fn save_timeline(
+    run: &Run,
+    expected: &[oracle::Expected],
+    observed: &checker::Observed,
+    recording: &super::recorder::Recording,
+    end_ms: i64,
+) -> Result<(), HarnessError> {
+    use super::timeline::{Arrival, TimelineInput, render};
+    let mut input = TimelineInput {
+        t0_ms: run.t0_ms,
+        end_ms,
+        faults: run
+            .timeline
+            .iter()
+            .map(|e| (run.t0_ms + e.at_ms, e.what.clone()))
+            .collect(),
+        ..TimelineInput::default()
+    };
+    for e in &recording.entries {
+        for c in &e.changes {
+            if let tocsin_state::model::Command::Shard {
+                op: tocsin_state::model::ShardOp::EvalCycle { group, .. },
+                ..
+            } = c
+            {
+                input
+                    .evaluations
+                    .entry(format!("{}/{}", group.namespace, group.name))
+                    .or_default()
+                    .push(e.recv_ms);
+            }
+        }
+    }
+    for e in expected {
+        input
+            .expected
+            .entry(e.key.receiver.clone())
+            .or_default()
+            .push((
+                e.due_ms,
+                format!("{} {:?}", e.key.series, e.key.status),
+                e.optional,
+            ));
+    }
+    let lanes = observed
+        .hooks
+        .iter()
+        .map(|(k, v)| (k.clone(), v))
+        .chain(std::iter::once((
+            "pagerduty".to_string(),
+            &observed.pagerduty,
+        )));
+    for (lane, reqs) in lanes {
+        for r in reqs {
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            let what = body["alerts"][0]["labels"]["series"]
+                .as_str()
+                .map(|s| format!("{s} {}", body["status"].as_str().unwrap_or("")))
+                .or_else(|| body["event_action"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            input
+                .arrivals
+                .entry(lane.clone())
+                .or_default()
+                .push(Arrival {
+                    at_ms: r.time_ms,
+                    processed: r.processed,
+                    label: format!("{what}: {} ({:?})", r.answer.status, r.fault),
+                });
+        }
+    }
+    let path = run.cluster.dir().join("timeline.svg");
+    std::fs::write(&path, render(&input)).map_err(|e| HarnessError::io(&path, e))
 }
