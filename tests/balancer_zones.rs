@@ -320,3 +320,30 @@ async fn killing_the_leaders_zone_elects_a_new_leader_that_moves_its_shards() {
         "reassignment after losing the leader's zone took {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_leader_zone_hands_leadership_to_a_healthy_zone() {
+    let c = Cluster::start().await;
+    let s = c.leader().await;
+    let zone = s["node"]["zone"].as_str().unwrap().to_string();
+    let term = s["term"].as_u64().unwrap();
+    c.set_steal(&zone, 0.4);
+    let moved = wait_for(
+        Duration::from_secs(40),
+        "leadership out of the degraded zone",
+        || async {
+            let s = leader_status(&c.nodes).await?;
+            (s["node"]["zone"].as_str()? != zone).then_some(s)
+        },
+    )
+    .await;
+    assert!(
+        moved["term"].as_u64().unwrap() > term,
+        "a new election: {moved}"
+    );
+    assert_eq!(
+        zone_state(&moved, &zone),
+        "degraded",
+        "the old leader's zone was degraded when leadership left it"
+    );
+}

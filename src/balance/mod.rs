@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tocsin_balancer::{Balancer, BalancerConfig, MetaAlert, ZoneView};
-use tocsin_state::model::{Command, Query, QueryResult};
+use tocsin_state::model::{Command, Query, QueryResult, ZoneState};
 use tocsin_state::node::StoreNode;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -43,6 +43,8 @@ pub struct BalancerHandle {
     pub(crate) node: StoreNode,
     pub(crate) config: BalancerConfig,
     view: Arc<Mutex<BalancerView>>,
+    /// When this node last asked another to take leadership (rate limit).
+    last_handoff: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl std::fmt::Debug for BalancerHandle {
@@ -60,6 +62,7 @@ impl BalancerHandle {
             node,
             config,
             view: Arc::default(),
+            last_handoff: Arc::default(),
         })
     }
 
@@ -72,6 +75,60 @@ impl BalancerHandle {
         let m = self.node.raft.metrics();
         let m = m.borrow();
         m.current_leader == Some(m.id)
+    }
+
+    /// DESIGN.md §5: the leader should sit in a healthy zone. openraft 0.9 has no leadership
+    /// transfer, so when this (leader) node's zone is degraded or drained, it asks a voter in
+    /// a healthy zone to start an election (`POST /api/v1/admin/elect` on that node); that
+    /// node's log is current, so it wins, and this node steps down on the higher term. At most
+    /// once per ten heartbeat intervals.
+    fn maybe_hand_off_leadership(&self, zones: &[ZoneView]) {
+        let info = tocsin_state::service::cluster_info(&self.node.raft, &self.node.reader);
+        let state_of = |zone: &str| {
+            zones
+                .iter()
+                .find(|z| z.zone.as_str() == zone)
+                .map(|z| z.state)
+        };
+        if !matches!(
+            state_of(&info.node.info.zone),
+            Some(ZoneState::Degraded | ZoneState::Drained)
+        ) {
+            return;
+        }
+        let Some(target) = info
+            .members
+            .iter()
+            .filter(|m| m.voter && m.id != info.node.id && !m.info.http.is_empty())
+            .find(|m| state_of(&m.info.zone) == Some(ZoneState::Healthy))
+        else {
+            return;
+        };
+        let gap =
+            Duration::from_millis((self.config.liveness.heartbeat_interval_ms.max(50) * 10) as u64);
+        {
+            let mut last = self.last_handoff.lock().expect("handoff lock");
+            if last.is_some_and(|t| t.elapsed() < gap) {
+                return;
+            }
+            *last = Some(tokio::time::Instant::now());
+        }
+        let url = format!("http://{}/api/v1/admin/elect", target.info.http);
+        let (from, to, zone) = (info.node.id, target.id, target.info.zone.clone());
+        info!(from, to, %zone, "leader's zone is unhealthy: asking a healthy zone's node to take leadership");
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build();
+            match client {
+                Ok(c) => {
+                    if let Err(e) = c.post(&url).send().await {
+                        warn!(error = %e, %url, "leadership handoff request failed");
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot build an HTTP client"),
+            }
+        });
     }
 
     /// Runs the leader loop until `cancel`.
@@ -198,6 +255,7 @@ impl BalancerHandle {
                 shard_moves,
             };
         }
+        self.maybe_hand_off_leadership(&decision.zones);
         if commands.is_empty() {
             return;
         }

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/silences/{id}", delete(notify::delete_silence))
         .route("/api/v1/acks", post(notify::post_ack))
+        .route("/api/v1/admin/elect", post(elect))
         .route(
             "/api/v1/rules/{namespace}",
             put(rules::put_namespace).delete(rules::delete_namespace),
@@ -100,6 +101,23 @@ async fn metrics(State(s): State<AppState>) -> Response {
         s.metrics.render(),
     )
         .into_response()
+}
+
+/// `POST /api/v1/admin/elect`: this node starts an election now (the leader's balancer uses it
+/// to move leadership out of an unhealthy zone; an operator may too).
+async fn elect(State(s): State<AppState>) -> Response {
+    match s.node.raft.trigger().elect().await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({"election_started_by": s.node.id})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": format!("cannot start an election: {e}")})),
+        )
+            .into_response(),
+    }
 }
 
 async fn not_found() -> Response {
