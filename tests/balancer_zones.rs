@@ -150,6 +150,13 @@ async fn killing_a_zones_workers_moves_every_shard_within_3s() {
         live.iter().all(|n| *n <= bound),
         "load {live:?} exceeds {bound}"
     );
+    // Both conditions are replicated meta-alerts, notified like any alert.
+    for name in ["TocsinWorkersLost", "TocsinZoneUnhealthy"] {
+        wait_for(Duration::from_secs(10), name, || {
+            meta_alert_firing(&c.nodes, name, "a")
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,6 +203,12 @@ async fn steal_on_one_zone_degrades_it_gradually_and_it_returns_slowly() {
         let s = leader_status(&c.nodes).await?;
         (zone_state(&s, "b") == "degraded").then_some(())
     })
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "TocsinZoneUnhealthy{zone=b}",
+        || meta_alert_firing(&c.nodes, "TocsinZoneUnhealthy", "b"),
+    )
     .await;
     // Gradual: sample b's shard count; no single step may drop more than the degraded move
     // rate allows (5% of the shards per period) and it never drops to zero while degraded.
@@ -346,4 +359,23 @@ async fn a_degraded_leader_zone_hands_leadership_to_a_healthy_zone() {
         "degraded",
         "the old leader's zone was degraded when leadership left it"
     );
+}
+
+/// Whether the meta-alert `name` fires for `zone` (a replicated alert in `/api/v1/alerts`).
+async fn meta_alert_firing(nodes: &[NodeProc], name: &str, zone: &str) -> Option<()> {
+    for n in nodes.iter().filter(|n| n.child.is_some()) {
+        let Ok(r) = support::http_client()
+            .get(format!("http://{}/api/v1/alerts?state=firing", n.http))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let alerts: Vec<serde_json::Value> = r.json().await.ok()?;
+        return alerts
+            .iter()
+            .any(|a| a["rule"] == name && a["labels"]["zone"] == zone)
+            .then_some(());
+    }
+    None
 }

@@ -45,6 +45,8 @@ pub struct BalancerHandle {
     view: Arc<Mutex<BalancerView>>,
     /// When this node last asked another to take leadership (rate limit).
     last_handoff: Arc<Mutex<Option<tokio::time::Instant>>>,
+    /// Per-zone meta-alerts as last committed by this leader: (alert name, zone) → firing.
+    zone_meta: Arc<Mutex<BTreeMap<(String, String), bool>>>,
 }
 
 impl std::fmt::Debug for BalancerHandle {
@@ -63,6 +65,7 @@ impl BalancerHandle {
             config,
             view: Arc::default(),
             last_handoff: Arc::default(),
+            zone_meta: Arc::default(),
         })
     }
 
@@ -75,6 +78,64 @@ impl BalancerHandle {
         let m = self.node.raft.metrics();
         let m = m.borrow();
         m.current_leader == Some(m.id)
+    }
+
+    /// Per-zone meta-alerts (replicated, routed like any alert), committed when they change:
+    /// `TocsinZoneUnhealthy` (degraded or drained), `TocsinWorkersLost` (a zone has dead
+    /// workers) and `TocsinEvaluationsFailing` (a zone's evaluations mostly fail or run late:
+    /// the datasource, or the workers, are in trouble).
+    fn zone_meta_alerts(&self, zones: &[ZoneView], now: i64) -> Vec<Command> {
+        let mut out = Vec::new();
+        let mut last = self.zone_meta.lock().expect("zone meta lock");
+        for z in zones {
+            let zone = z.zone.to_string();
+            let state = z.state.as_str();
+            let checks = [
+                (
+                    "TocsinZoneUnhealthy",
+                    matches!(z.state, ZoneState::Degraded | ZoneState::Drained),
+                    format!(
+                        "Zone {zone} is {state} (health score {:.2}); its shards move to healthy zones",
+                        z.score
+                    ),
+                ),
+                (
+                    "TocsinWorkersLost",
+                    z.alive_workers < z.workers,
+                    format!(
+                        "{} of {} workers in zone {zone} stopped heartbeating",
+                        z.workers - z.alive_workers.min(z.workers),
+                        z.workers
+                    ),
+                ),
+                (
+                    "TocsinEvaluationsFailing",
+                    z.penalties.work > 0.5,
+                    format!(
+                        "Most evaluations in zone {zone} fail or finish late (work penalty {:.2}): check the datasource",
+                        z.penalties.work
+                    ),
+                ),
+            ];
+            for (name, firing, summary) in checks {
+                let key = (name.to_string(), zone.clone());
+                if last.get(&key) == Some(&firing) {
+                    continue;
+                }
+                last.insert(key, firing);
+                out.push(Command::SetMetaAlert {
+                    name: name.into(),
+                    labels: BTreeMap::from([
+                        ("zone".to_string(), zone.clone()),
+                        ("severity".to_string(), "warning".to_string()),
+                    ]),
+                    annotations: BTreeMap::from([("summary".to_string(), summary)]),
+                    firing,
+                    at_ms: now,
+                });
+            }
+        }
+        out
     }
 
     /// DESIGN.md §5: the leader should sit in a healthy zone. openraft 0.9 has no leadership
@@ -167,6 +228,7 @@ impl BalancerHandle {
                 // may have raised it).
                 last_meta.clear();
                 last_meta.push("unknown".into());
+                self.zone_meta.lock().expect("zone meta lock").clear();
                 info!(
                     zones = zones.len(),
                     workers = workers.len(),
@@ -255,6 +317,7 @@ impl BalancerHandle {
                 shard_moves,
             };
         }
+        commands.extend(self.zone_meta_alerts(&decision.zones, now));
         self.maybe_hand_off_leadership(&decision.zones);
         if commands.is_empty() {
             return;
@@ -270,7 +333,11 @@ impl BalancerHandle {
                     info!(moves, epoch = index, "shards reassigned");
                 }
             }
-            Err(e) => warn!(error = %e, "balancer decision not committed"),
+            Err(e) => {
+                // State every zone meta-alert again next time.
+                self.zone_meta.lock().expect("zone meta lock").clear();
+                warn!(error = %e, "balancer decision not committed");
+            }
         }
     }
 }
