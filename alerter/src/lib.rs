@@ -5,8 +5,9 @@
 //!   store; it serves the embedded datasource and `tocsin rules test`.
 //! - [`template`]: Prometheus's Go `text/template` dialect for annotations, labels and
 //!   notification text, with bounded rendering.
-//! - [`worker`]: the stateless worker's balancer session (heartbeats, assignments,
-//!   self-fencing) and steal sampling.
+//! - [`worker`]: the stateless worker: its balancer session (heartbeats, assignments,
+//!   self-fencing), the evaluation loops per owned eval shard, and the notify loop (outbox)
+//!   for its notify shards.
 //! - [`rules`]: the Prometheus rule-file format, its validation (`tocsin rules check`).
 //! - [`eval`]: one rule group at one timestamp, Prometheus's semantics as a pure function
 //!   over [`promql`], [`template`] and [`rules`]; its state is what workers persist.
@@ -15,14 +16,16 @@
 //!   Prometheus on the same data).
 //! - [`datasource`]: the `Datasource` trait, the Prometheus-compatible HTTP client and the
 //!   embedded store that answer rule queries.
-//! - [`notify`]: the notification pipeline's pure cores: `alertmanager.yml`, routing, grouping
-//!   timers, inhibition and silences.
+//! - [`notify`]: the notification pipeline: `alertmanager.yml`, routing, grouping timers,
+//!   inhibition, silences (pure cores), rate limits, and delivery through the channels.
+//! - [`rfc3339`]: RFC 3339 timestamps without a date library.
 
 pub mod bench_eval;
 pub mod datasource;
 pub mod eval;
 pub mod notify;
 pub mod promql;
+pub mod rfc3339;
 pub mod rules;
 pub mod template;
 pub mod unittest;

@@ -68,7 +68,8 @@ struct RunArgs {
     /// The `tocsin` binary (default: next to this executable).
     #[arg(long)]
     tocsin: Option<PathBuf>,
-    /// Directory for the runs' data, logs and reports (default: a fresh temporary one).
+    /// Directory for the runs' data, logs and reports (default: a fresh one under the
+    /// system's temporary directory, kept).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Where to write all reports as one JSON array.
@@ -149,14 +150,15 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<bool> {
         Some(s) => s,
         None => rand::random::<u32>().into(),
     };
-    let (_tmp, root) = match args.dir {
-        Some(d) => (None, d),
-        None => {
-            let t = tempfile::Builder::new().prefix("tocsin-chaos-").tempdir()?;
-            let p = t.path().to_path_buf();
-            (Some(t), p)
-        }
+    // Runs are kept (data dirs, logs, report.json, timeline.svg) for the post-mortem.
+    let root = match args.dir {
+        Some(d) => d,
+        None => tempfile::Builder::new()
+            .prefix("tocsin-chaos-")
+            .tempdir()?
+            .keep(),
     };
+    println!("runs in {}", root.display());
     let mut reports = Vec::new();
     for scenario in scenarios {
         for k in 0..args.seeds.max(1) {

@@ -125,14 +125,18 @@ fn success(data: Json, warnings: &[String]) -> Response {
     axum::Json(wire::success_json(data, warnings)).into_response()
 }
 
-/// A time parameter: Unix seconds with a fraction (what Grafana and the client send).
+/// A time parameter, as Prometheus takes it: Unix seconds with a fraction (what Grafana and
+/// the client send) or RFC 3339 (`2026-11-22T05:00:00Z`, `2026-11-22T06:00:00.5+01:00`).
 fn parse_time(name: &str, v: &str) -> Result<i64, DatasourceError> {
-    let secs: f64 = v
-        .parse()
-        .ok()
-        .filter(|s: &f64| s.is_finite())
-        .ok_or_else(|| bad_data(format!("invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp (give Unix seconds)")))?;
-    Ok((secs * 1000.0).round() as i64)
+    if let Some(secs) = v.parse::<f64>().ok().filter(|s| s.is_finite()) {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    crate::rfc3339::parse_rfc3339_ms(v).map_err(|_| {
+        bad_data(format!(
+            "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp \
+             (give Unix seconds or RFC 3339)"
+        ))
+    })
 }
 
 fn time_or(p: &Params, name: &str, default: i64) -> Result<i64, DatasourceError> {
@@ -385,6 +389,27 @@ pub fn router(svc: Arc<EmbeddedStore>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_unix_seconds_or_rfc3339() {
+        assert_eq!(
+            parse_time("time", "1795323600.5").ok(),
+            Some(1_795_323_600_500)
+        );
+        assert_eq!(
+            parse_time("time", "2026-11-22T05:00:00.5Z").ok(),
+            Some(1_795_323_600_500)
+        );
+        assert_eq!(
+            parse_time("time", "2026-11-22T06:00:00+01:00").ok(),
+            Some(1_795_323_600_000)
+        );
+        let err = parse_time("start", "yesterday").unwrap_err().to_string();
+        assert!(
+            err.contains("\"start\"") && err.contains("RFC 3339"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn forms_decode_percent_and_plus() {
