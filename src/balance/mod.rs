@@ -47,6 +47,8 @@ pub struct BalancerHandle {
     last_handoff: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Per-zone meta-alerts as last committed by this leader: (alert name, zone) → firing.
     zone_meta: Arc<Mutex<BTreeMap<(String, String), bool>>>,
+    /// Since when each per-zone condition has held (ms), for the `for` delay.
+    zone_meta_since: Arc<Mutex<BTreeMap<(String, String), i64>>>,
 }
 
 impl std::fmt::Debug for BalancerHandle {
@@ -66,6 +68,7 @@ impl BalancerHandle {
             view: Arc::default(),
             last_handoff: Arc::default(),
             zone_meta: Arc::default(),
+            zone_meta_since: Arc::default(),
         })
     }
 
@@ -87,6 +90,10 @@ impl BalancerHandle {
     fn zone_meta_alerts(&self, zones: &[ZoneView], now: i64) -> Vec<Command> {
         let mut out = Vec::new();
         let mut last = self.zone_meta.lock().expect("zone meta lock");
+        let mut since = self.zone_meta_since.lock().expect("zone meta lock");
+        // Like a rule's `for`: a condition must hold this long before it pages anyone (a worker
+        // whose first heartbeat is still in flight is not "lost").
+        let hold_ms = self.config.liveness.heartbeat_interval_ms.max(50) * 10;
         for z in zones {
             let zone = z.zone.to_string();
             let state = z.state.as_str();
@@ -117,8 +124,15 @@ impl BalancerHandle {
                     ),
                 ),
             ];
-            for (name, firing, summary) in checks {
+            for (name, holds, summary) in checks {
                 let key = (name.to_string(), zone.clone());
+                let firing = if holds {
+                    let start = *since.entry(key.clone()).or_insert(now);
+                    now - start >= hold_ms
+                } else {
+                    since.remove(&key);
+                    false
+                };
                 if last.get(&key) == Some(&firing) {
                     continue;
                 }
@@ -317,7 +331,9 @@ impl BalancerHandle {
                 shard_moves,
             };
         }
-        commands.extend(self.zone_meta_alerts(&decision.zones, now));
+        if matches!(decision.phase, tocsin_balancer::Phase::Active) {
+            commands.extend(self.zone_meta_alerts(&decision.zones, now));
+        }
         self.maybe_hand_off_leadership(&decision.zones);
         if commands.is_empty() {
             return;

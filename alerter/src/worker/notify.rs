@@ -726,17 +726,21 @@ impl NotifyLoop {
                 continue;
             };
             let units = match channels_of(&mut self.channels, &self.ctx, config, &f.key.receiver) {
+                // A receiver without integrations is a deliberate black hole: nothing to send.
+                Ok(c) if c.is_empty() => continue,
                 Ok(c) => c.len(),
                 Err(e) => {
-                    warn!(receiver = %f.key.receiver, error = %e, "receiver has no usable channel; the notification is recorded but not sent");
-                    0
+                    // Recorded on one unit, which is dead-lettered with the reason (and raises
+                    // the meta-alert): a broken receiver must be seen, not silently skipped.
+                    warn!(receiver = %f.key.receiver, error = %e, "receiver has no usable channel");
+                    1
                 }
             };
             let data = data_of(&self.known, &f, d, &self.ctx.external_url);
             let op = OutboxOp::Enqueue {
                 notification: f.to_notification(data.encode()),
                 log: NotifyLog::from(&f.log),
-                units: units.max(1) as u16,
+                units: units as u16,
             };
             ops.push((shard, epoch, f.key.clone(), op));
         }
@@ -837,32 +841,37 @@ impl NotifyLoop {
         }
         for (shard, epoch, key, unit, head, last) in due {
             let channel = match channels_of(&mut self.channels, &self.ctx, &config, &key.receiver) {
-                Ok(c) => c.get(usize::from(unit)).cloned(),
-                Err(_) => None,
+                Ok(c) => c.get(usize::from(unit)).cloned().ok_or_else(|| {
+                    format!("receiver {:?} has no delivery unit {unit}", key.receiver)
+                }),
+                Err(e) => Err(format!("receiver {:?} cannot be used: {e}", key.receiver)),
             };
-            let Some(channel) = channel else {
-                // The receiver or unit is gone from the config: nothing can ever send it.
-                let op = OutboxOp::Dead {
-                    unit,
-                    seq: head.seq,
-                    reason: format!("receiver {:?} has no delivery unit {unit}", key.receiver),
-                    at_ms: now,
-                };
-                self.inflight
-                    .insert((key.clone(), unit), (head.seq, Phase::Busy));
-                batch.push((
-                    outbox_command(shard, epoch, &key, op),
-                    Pending::Report(SendResult {
-                        shard,
-                        epoch,
-                        key: key.clone(),
+            let channel = match channel {
+                Ok(c) => c,
+                Err(reason) => {
+                    // Nothing can ever send it: dead-letter with the reason.
+                    let op = OutboxOp::Dead {
                         unit,
                         seq: head.seq,
-                        attempt: head.attempts,
-                        next: Next::Dead(String::new()),
-                    }),
-                ));
-                continue;
+                        reason: reason.clone(),
+                        at_ms: now,
+                    };
+                    self.inflight
+                        .insert((key.clone(), unit), (head.seq, Phase::Busy));
+                    batch.push((
+                        outbox_command(shard, epoch, &key, op),
+                        Pending::Report(SendResult {
+                            shard,
+                            epoch,
+                            key: key.clone(),
+                            unit,
+                            seq: head.seq,
+                            attempt: head.attempts,
+                            next: Next::Dead(reason),
+                        }),
+                    ));
+                    continue;
+                }
             };
             let data = match NotificationData::decode(&head.notification.payload) {
                 Ok(d) => d,

@@ -93,6 +93,9 @@ pub struct Figures {
     pub spurious: usize,
     /// Which webhook notifications were spurious, for the post-mortem.
     pub spurious_keys: Vec<String>,
+    /// Tocsin's own meta-alert notifications (`alertname status`), in arrival order per
+    /// receiver: not part of the workload, so neither expected nor spurious.
+    pub meta_notifications: Vec<String>,
     /// Arrival − due, webhook notifications, ms.
     pub latency_ms: Option<Percentiles>,
     /// Max latency per receiver, ms (other receivers unaffected by one's faults).
@@ -149,6 +152,15 @@ fn parse_hook<'a>(receiver_hint: &str, req: &'a RecordedRequest) -> Option<Hook<
     })
 }
 
+/// `alertname status` of a notification about Tocsin itself (its meta-alerts, such as
+/// `TocsinZoneUnhealthy`, go through the same routes); `None` for workload notifications.
+fn meta_alert(req: &RecordedRequest) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_str(&req.body).ok()?;
+    let name = body["alerts"][0]["labels"]["alertname"].as_str()?;
+    name.starts_with("Tocsin")
+        .then(|| format!("{name} {}", body["status"].as_str().unwrap_or("")))
+}
+
 /// Compares deliveries with the oracle and reads the log.
 pub fn check(
     expected: &[Expected],
@@ -170,6 +182,10 @@ fn deliveries(expected: &[Expected], observed: &Observed, f: &mut Figures) {
     let mut got: BTreeMap<NoticeKey, Vec<Hook<'_>>> = BTreeMap::new();
     for (receiver, reqs) in &observed.hooks {
         for r in reqs.iter().filter(|r| r.processed) {
+            if let Some(meta) = meta_alert(r) {
+                f.meta_notifications.push(meta);
+                continue;
+            }
             match parse_hook(receiver, r) {
                 Some(h) => got.entry(h.key.clone()).or_default().push(h),
                 None => f.spurious += 1,
