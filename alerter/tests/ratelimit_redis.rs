@@ -265,9 +265,16 @@ async fn stopping_redis_mid_run_moves_each_worker_to_its_share_and_back() {
     let before_kill = admitted();
     let both_local = || workers.iter().all(|w| w.counts().local_decisions > 0);
     wait_until(both_local, Duration::from_secs(5), "local decisions").await;
-    // Let the workers run on their local shares for a while: what is checked is that they do
-    // not exceed them.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Let the workers run on their local shares for a few sends: what is checked is that they
+    // do not exceed them.
+    let each_sent_locally =
+        || (0..workers.len()).all(|i| log.admitted_by(i, killed_at, Instant::now()) >= 2);
+    wait_until(
+        each_sent_locally,
+        Duration::from_secs(10),
+        "sends on the local shares",
+    )
+    .await;
     let restart_at = Instant::now();
     let redis_ok_at_restart: Vec<u64> = workers.iter().map(|w| w.counts().redis_ok).collect();
     redis.restart();
