@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use support::{NodeProc, WorkerProc, three_nodes_with, wait_for};
+use support::{NodeProc, WorkerProc, wait_for};
 use tocsin_chaos::pagerduty::{PagerDuty, PagerDutyConfig};
 use tocsin_chaos::twilio::{Twilio, TwilioConfig};
 use tocsin_chaos::webhook::WebhookSink;
@@ -141,16 +141,7 @@ async fn kill_the_owner(cut: Cut) {
     let dir = tempfile::tempdir().unwrap();
     let disk = Arc::new(AtomicU64::new(50.0f64.to_bits()));
     let target = exporter(disk.clone()).await;
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
-    )
-    .unwrap();
-    let mut nodes = three_nodes_with(dir.path(), &[format!("--config={}", config.display())]);
-    for n in &mut nodes {
-        n.start();
-    }
+    let nodes = support::scraping_nodes(dir.path(), &target);
     let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
         .iter()
         .zip(&nodes)
@@ -164,11 +155,7 @@ async fn kill_the_owner(cut: Cut) {
     for w in &mut workers {
         w.start();
     }
-    wait_for(Duration::from_secs(30), "all shards owned", || async {
-        let s = support::leader_status(&nodes).await?;
-        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
-    })
-    .await;
+    support::wait_all_shards_owned(&nodes).await;
 
     let am = format!(
         r#"route:
@@ -421,16 +408,7 @@ async fn silences_mute_and_acks_stop_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let x = Arc::new(AtomicU64::new(0.0f64.to_bits()));
     let target = two_series_exporter(x.clone()).await;
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
-    )
-    .unwrap();
-    let mut nodes = three_nodes_with(dir.path(), &[format!("--config={}", config.display())]);
-    for n in &mut nodes {
-        n.start();
-    }
+    let nodes = support::scraping_nodes(dir.path(), &target);
     let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
         .iter()
         .zip(&nodes)
@@ -446,11 +424,7 @@ async fn silences_mute_and_acks_stop_repeats() {
     for w in &mut workers {
         w.start();
     }
-    wait_for(Duration::from_secs(30), "all shards owned", || async {
-        let s = support::leader_status(&nodes).await?;
-        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
-    })
-    .await;
+    support::wait_all_shards_owned(&nodes).await;
     let server = format!("--server=http://{}", nodes[2].http);
     let am = dir.path().join("alertmanager.yml");
     std::fs::write(
@@ -601,16 +575,7 @@ async fn a_permanent_refusal_is_dead_lettered_and_raises_a_meta_alert() {
     let dir = tempfile::tempdir().unwrap();
     let x = Arc::new(AtomicU64::new(95.0f64.to_bits()));
     let target = two_series_exporter(x.clone()).await;
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
-    )
-    .unwrap();
-    let mut nodes = three_nodes_with(dir.path(), &[format!("--config={}", config.display())]);
-    for n in &mut nodes {
-        n.start();
-    }
+    let nodes = support::scraping_nodes(dir.path(), &target);
     let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
         .iter()
         .zip(&nodes)
@@ -622,11 +587,7 @@ async fn a_permanent_refusal_is_dead_lettered_and_raises_a_meta_alert() {
     for w in &mut workers {
         w.start();
     }
-    wait_for(Duration::from_secs(30), "all shards owned", || async {
-        let s = support::leader_status(&nodes).await?;
-        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
-    })
-    .await;
+    support::wait_all_shards_owned(&nodes).await;
     let server = format!("--server=http://{}", nodes[0].http);
     let am = dir.path().join("alertmanager.yml");
     std::fs::write(

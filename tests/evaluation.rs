@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use support::{NodeProc, WorkerProc, three_nodes_with, wait_for};
+use support::{NodeProc, WorkerProc, wait_for};
 use tocsin_state::audit::FenceAudit;
 use tocsin_state::client::StoreClient;
 use tocsin_state::model::{Command, ShardOp};
@@ -67,16 +67,7 @@ async fn alerts_fire_survive_a_zone_loss_and_resolve() {
     let dir = tempfile::tempdir().unwrap();
     let load = Arc::new(AtomicU64::new(1.0f64.to_bits()));
     let target = exporter(load.clone()).await;
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
-    )
-    .unwrap();
-    let mut nodes = three_nodes_with(dir.path(), &[format!("--config={}", config.display())]);
-    for n in &mut nodes {
-        n.start();
-    }
+    let nodes = support::scraping_nodes(dir.path(), &target);
     // Two workers per zone, each evaluating through its zone's node: one paused worker is then
     // an ordinary dead worker (its shards move), not a dead zone.
     let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
@@ -113,11 +104,7 @@ async fn alerts_fire_survive_a_zone_loss_and_resolve() {
             out
         })
     };
-    wait_for(Duration::from_secs(30), "all shards owned", || async {
-        let s = support::leader_status(&nodes).await?;
-        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
-    })
-    .await;
+    support::wait_all_shards_owned(&nodes).await;
     let http = support::http_client();
     let put = http
         .put(format!("http://{}/api/v1/rules/demo", nodes[0].http))

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use support::{WorkerProc, free_port, three_nodes_with, wait_for};
+use support::{WorkerProc, free_port, wait_for};
 use tocsin_chaos::slack::{Slack, SlackConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -102,16 +102,7 @@ async fn workers_share_a_slack_limit_through_redis_and_lose_nothing_when_it_stop
     let dir = tempfile::tempdir().unwrap();
     let q = Arc::new(AtomicU64::new(0.0f64.to_bits()));
     let target = exporter(q.clone()).await;
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
-    )
-    .unwrap();
-    let mut nodes = three_nodes_with(dir.path(), &[format!("--config={}", config.display())]);
-    for n in &mut nodes {
-        n.start();
-    }
+    let nodes = support::scraping_nodes(dir.path(), &target);
     let mut workers: Vec<WorkerProc> = ["a", "b", "c"]
         .iter()
         .zip(&nodes)
@@ -124,11 +115,7 @@ async fn workers_share_a_slack_limit_through_redis_and_lose_nothing_when_it_stop
     for w in &mut workers {
         w.start();
     }
-    wait_for(Duration::from_secs(30), "all shards owned", || async {
-        let s = support::leader_status(&nodes).await?;
-        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
-    })
-    .await;
+    support::wait_all_shards_owned(&nodes).await;
     let http = support::http_client();
     let am = format!(
         "route:\n  receiver: chat\n  group_by: [alertname, queue]\n  group_wait: 0s\n  group_interval: 1h\n  repeat_interval: 4h\nreceivers:\n- name: chat\n  slack_configs:\n  - api_url: {}\n    channel: '#alerts'\n",

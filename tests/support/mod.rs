@@ -315,3 +315,27 @@ impl StatFile {
         std::fs::rename(&tmp, &self.path).expect("rename stat file");
     }
 }
+
+/// Three nodes (zones a, b, c) whose embedded stores scrape `target` every 200 ms, started.
+pub fn scraping_nodes(dir: &Path, target: &str) -> Vec<NodeProc> {
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[embedded]\nscrape_configs = [{{ job_name = \"test\", targets = [\"{target}\"], scrape_interval_ms = 200, scrape_timeout_ms = 200 }}]\n"),
+    )
+    .expect("write node.toml");
+    let mut nodes = three_nodes_with(dir, &[format!("--config={}", config.display())]);
+    for n in &mut nodes {
+        n.start();
+    }
+    nodes
+}
+
+/// Waits until every eval and notify shard has an owner.
+pub async fn wait_all_shards_owned(nodes: &[NodeProc]) {
+    wait_for(Duration::from_secs(30), "all shards owned", || async {
+        let s = leader_status(nodes).await?;
+        (s["shards"]["assigned"].as_u64() == Some(320)).then_some(())
+    })
+    .await;
+}
