@@ -161,6 +161,11 @@ struct NotifyLoop {
     dispatcher: Option<Dispatcher>,
     owned: BTreeMap<ShardId, Epoch>,
     fenced: BTreeMap<ShardId, Epoch>,
+    /// The balancer's latest word on what this worker owns.
+    ownership: Ownership,
+    /// The lowest epoch of an assigned notify shard not yet taken up because the replica has
+    /// not applied the assignment (its epoch is the assignment's log index).
+    held_back: Option<u64>,
     inflight: BTreeMap<(NotificationKey, u16), (u64, Phase)>,
     /// Flushes decided but not yet committed (retried until committed or fenced).
     unenqueued: Vec<(ShardId, Epoch, NotificationKey, OutboxOp)>,
@@ -206,6 +211,8 @@ impl NotifyLoop {
             dispatcher: None,
             owned: BTreeMap::new(),
             fenced: BTreeMap::new(),
+            ownership: Ownership::default(),
+            held_back: None,
             inflight: BTreeMap::new(),
             unenqueued: Vec::new(),
             unreported: Vec::new(),
@@ -295,19 +302,42 @@ impl NotifyLoop {
         }
     }
 
-    fn take_ownership(&mut self, o: &Ownership) {
+    /// Takes up the notify shards of `o` whose assignment the replica has applied.
+    ///
+    /// A shard's epoch is the log index of the assignment, and every write its previous owner
+    /// got accepted lies below it (later ones are refused as stale). So once the replica has
+    /// applied the epoch's index, it shows everything the previous owner enqueued, and the
+    /// groups resume from it without flushing anything twice. Before that (the balancer's
+    /// word can beat this worker's watch stream) the shard waits.
+    fn take_ownership(&mut self, o: &Ownership) -> bool {
+        self.ownership = o.clone();
         self.fenced.retain(|s, e| o.shards.get(s) == Some(e));
-        let owned: BTreeMap<ShardId, Epoch> = o
-            .shards
-            .iter()
-            .filter(|(s, e)| s.kind == ShardKind::Notify && self.fenced.get(s) != Some(e))
-            .map(|(s, e)| (*s, *e))
-            .collect();
+        self.held_back = None;
+        let mut owned = BTreeMap::new();
+        for (s, e) in &o.shards {
+            if s.kind != ShardKind::Notify || self.fenced.get(s) == Some(e) {
+                continue;
+            }
+            if e.0 > self.applied {
+                self.held_back = Some(self.held_back.map_or(e.0, |h| h.min(e.0)));
+                continue;
+            }
+            owned.insert(*s, *e);
+        }
+        if let Some(at) = self.held_back {
+            debug!(
+                applied = self.applied,
+                waiting_for = at,
+                "notify shard assigned ahead of the replica"
+            );
+        }
         if owned != self.owned {
             debug!(shards = owned.len(), "notify shards changed");
             self.owned = owned;
             self.all_dirty = true;
+            return true;
         }
+        false
     }
 
     fn owns(&self, key: &NotificationKey) -> Option<(ShardId, Epoch)> {
@@ -417,6 +447,12 @@ impl NotifyLoop {
         }
         if config_changed {
             self.reload_config();
+        }
+        if self.held_back.is_some_and(|at| at <= index) {
+            let o = self.ownership.clone();
+            if self.take_ownership(&o) {
+                self.rebuild_groups();
+            }
         }
     }
 
@@ -677,6 +713,12 @@ impl NotifyLoop {
 
     fn refused(&mut self, e: &CommandError) {
         if let CommandError::StaleEpoch { shard, got, .. } = e {
+            // A refusal of a write made under an earlier epoch of a shard owned again says
+            // nothing about the current epoch.
+            if self.owned.get(shard) != Some(got) {
+                debug!(%shard, epoch = %got, "store refused a write of an earlier epoch");
+                return;
+            }
             warn!(%shard, epoch = %got, "store refused our epoch: dropping the notify shard");
             self.fenced.insert(*shard, *got);
             self.owned.remove(shard);
