@@ -379,3 +379,79 @@ async fn meta_alert_firing(nodes: &[NodeProc], name: &str, zone: &str) -> Option
     }
     None
 }
+
+/// A zone whose workers cannot reach their datasource: its evaluations all fail, and the
+/// leader raises `TocsinEvaluationsFailing` for that zone only (a replicated alert).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_evaluations_in_one_zone_raise_evaluations_failing_for_that_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(dir.path());
+    for n in &mut nodes {
+        n.start();
+    }
+    // Nothing listens there: every query of zone b's workers is refused.
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    let mut workers = Vec::new();
+    for (z, n) in ZONES.iter().zip(&nodes) {
+        let datasource = if *z == "b" {
+            dead.clone()
+        } else {
+            format!("http://{}", n.http)
+        };
+        for k in 1..=2 {
+            let mut w = WorkerProc::new(dir.path(), &format!("w-{z}-{k}"), z, &nodes, None)
+                .arg(format!("--datasource={datasource}"));
+            w.start();
+            workers.push(w);
+        }
+    }
+    support::wait_all_shards_owned(&nodes).await;
+    // Enough 1 s groups that zone b's share exceeds the work window's minimum of events.
+    let mut rules = String::from("groups:\n");
+    for i in 0..60 {
+        rules.push_str(&format!(
+            "- name: g{i}\n  interval: 1s\n  rules:\n  - alert: Always{i}\n    expr: vector(1) > 0\n"
+        ));
+    }
+    let put = support::http_client()
+        .put(format!("http://{}/api/v1/rules/work", nodes[0].http))
+        .body(rules)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+    wait_for(
+        Duration::from_secs(40),
+        "TocsinEvaluationsFailing{zone=b} firing",
+        || meta_alert_firing(&nodes, "TocsinEvaluationsFailing", "b"),
+    )
+    .await;
+    let s = leader_status(&nodes).await.expect("leader status");
+    for z in ["a", "c"] {
+        assert!(
+            meta_alert_firing(&nodes, "TocsinEvaluationsFailing", z)
+                .await
+                .is_none(),
+            "zone {z} evaluates fine: {s:#}"
+        );
+    }
+    // The healthy zones really evaluated (the alert is about b, not about nothing running).
+    let alerts: Vec<serde_json::Value> = support::http_client()
+        .get(format!(
+            "http://{}/api/v1/alerts?state=firing",
+            nodes[0].http
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["rule"].as_str().is_some_and(|r| r.starts_with("Always"))),
+        "some rule alerts fire from zones a and c"
+    );
+    drop(workers);
+}
