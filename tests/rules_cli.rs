@@ -1,4 +1,5 @@
-//! `tocsin rules check` through the real binary: promtool's output shape and exit codes.
+//! `tocsin rules check|apply|list|test` and `tocsin notify check|apply|show` through the real
+//! binary: promtool's output shape, exit codes, and what reaches the store.
 
 mod support;
 
@@ -178,4 +179,86 @@ fn rules_test_runs_promtool_unit_tests_with_its_exit_codes() {
         text.contains("FAILED") && text.contains("exp:") && text.contains("got:"),
         "{text}"
     );
+}
+
+/// `tocsin notify check|apply` read a config's `templates:` files relative to it and upload
+/// them with it; the stored config shows them; a config listing templates whose files were
+/// not uploaded (a plain PUT) is refused naming the pattern, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_apply_uploads_template_files_and_refuses_a_config_without_them() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(conf.join("tmpl")).unwrap();
+    let am = conf.join("alertmanager.yml");
+    let yaml = "route:\n  receiver: team\ntemplates: ['tmpl/*.tmpl']\nreceivers:\n- name: team\n  webhook_configs:\n  - url: http://127.0.0.1:9/hook\n";
+    std::fs::write(&am, yaml).unwrap();
+    std::fs::write(
+        conf.join("tmpl/team.tmpl"),
+        "{{ define \"team.title\" }}[{{ .Status }}]{{ end }}\n{{ define \"team.body\" }}body{{ end }}\n",
+    )
+    .unwrap();
+    let tocsin = |args: &[&str]| {
+        let out = std::process::Command::new(support::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = tocsin(&["notify", "check", am.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("2 templates defined"), "{out}");
+
+    std::fs::write(
+        conf.join("tmpl/bad.tmpl"),
+        "{{ define \"x\" }}{{ if }}{{ end }}",
+    )
+    .unwrap();
+    let (code, out) = tocsin(&["notify", "check", am.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("templates[0] (tmpl/bad.tmpl)"), "{out}");
+    std::fs::remove_file(conf.join("tmpl/bad.tmpl")).unwrap();
+
+    let mut nodes = support::three_nodes(dir.path());
+    for n in &mut nodes {
+        n.start();
+    }
+    let http = support::http_client();
+    let server = format!("http://{}", nodes[0].http);
+    let applied = support::wait_for(Duration::from_secs(30), "notify apply", || {
+        let (code, out) = tocsin(&["notify", "apply", am.to_str().unwrap(), "--server", &server]);
+        async move { (code == Some(0)).then_some(out) }
+    })
+    .await;
+    assert!(applied.contains("applied as version"), "{applied}");
+    let (code, shown) = tocsin(&["notify", "show", "--server", &server]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains("tocsin_template_files") && shown.contains("team.title"),
+        "{shown}"
+    );
+    // What `show` prints applies again unchanged (it carries its files).
+    let again = conf.join("shown.yml");
+    std::fs::write(&again, &shown).unwrap();
+    let (code, out) = tocsin(&["notify", "check", again.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+
+    let r = http
+        .put(format!("{server}/api/v1/notify/config"))
+        .body(yaml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("templates[0]") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    let (_, after) = tocsin(&["notify", "show", "--server", &server]);
+    assert_eq!(after, shown, "the stored config is untouched");
 }

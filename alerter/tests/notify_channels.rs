@@ -382,6 +382,40 @@ async fn slack_webhook_classifies_like_slack() {
     stop.cancel();
 }
 
+/// A config's `templates:` files reach the channels: the title calls a template the file
+/// defines, and the file redefines a default the text uses.
+#[tokio::test]
+async fn slack_renders_templates_from_the_configs_template_files() {
+    use tocsin_alerter::notify::config::templates::{TemplateFiles, bundle};
+    let stop = CancellationToken::new();
+    let slack = Slack::start_local(slack_emulator_config(), &stop)
+        .await
+        .unwrap();
+    let url = slack.emulator().url("/services/T000/B000/TMPL");
+    let yaml = format!(
+        "route:\n  receiver: team\ntemplates: ['tmpl/*.tmpl']\nreceivers:\n- name: team\n  slack_configs:\n  - api_url: {url}\n    channel: '#ops'\n    title: '{{{{ template \"team.title\" . }}}}'\n"
+    );
+    let files: TemplateFiles = [(
+        "tmpl/*.tmpl".to_string(),
+        [(
+            "tmpl/team.tmpl".to_string(),
+            "{{ define \"team.title\" }}{{ .Status | toUpper }}: {{ .CommonLabels.instance }}{{ end }}\n{{ define \"slack.default.text\" }}runbook for {{ .CommonLabels.alertname }}{{ end }}\n"
+                .to_string(),
+        )]
+        .into(),
+    )]
+    .into();
+    let config = load(&bundle(&yaml, &files)).unwrap_or_else(|e| panic!("{e}"));
+    let chs = channels(&config, "team", &http_client(), &opts()).unwrap();
+    assert_eq!(
+        send(chs[0].as_ref(), &delivery("firing", 1)).await,
+        SendOutcome::Delivered { provider_id: None }
+    );
+    let body: Value = serde_json::from_str(&slack.emulator().requests()[0].body).unwrap();
+    assert_eq!(body["attachments"][0]["title"], "FIRING: db1");
+    assert_eq!(body["attachments"][0]["text"], "runbook for DiskFull");
+}
+
 #[tokio::test]
 async fn slack_post_message_then_resolve_updates_the_same_ts() {
     let stop = CancellationToken::new();

@@ -136,6 +136,60 @@ fn url(s: &Server, path: &str) -> String {
     format!("{}{path}", s.server.trim_end_matches('/'))
 }
 
+/// `text` (the contents of `file`) with the files of its `templates:` patterns appended, read
+/// relative to `file`'s directory as Alertmanager does (see
+/// `tocsin_alerter::notify::config::templates`). A text that already carries its files (the
+/// output of `tocsin notify show`) is returned unchanged.
+fn with_template_files(file: &std::path::Path, text: String) -> Result<String, i32> {
+    use tocsin_alerter::notify::config::templates;
+    let patterns = templates::patterns(&text);
+    if patterns.is_empty() || templates::has_files(&text) {
+        return Ok(text);
+    }
+    let base = file.parent().unwrap_or_else(|| std::path::Path::new("."));
+    let mut files = templates::TemplateFiles::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let full = if std::path::Path::new(pattern).is_absolute() {
+            pattern.clone()
+        } else {
+            base.join(pattern).display().to_string()
+        };
+        let paths = glob::glob(&full).map_err(|e| {
+            eprintln!(
+                "tocsin: {}: templates[{i}] {pattern:?} is not a valid pattern: {e}",
+                file.display()
+            );
+            EXIT_USAGE
+        })?;
+        let entry = files.entry(pattern.clone()).or_default();
+        for path in paths {
+            let path = path.map_err(|e| {
+                eprintln!(
+                    "tocsin: {}: templates[{i}] {pattern:?}: {e}",
+                    file.display()
+                );
+                EXIT_USAGE
+            })?;
+            let body = std::fs::read_to_string(&path).map_err(|e| {
+                eprintln!(
+                    "tocsin: {}: templates[{i}]: cannot read {}: {e}",
+                    file.display(),
+                    path.display()
+                );
+                EXIT_USAGE
+            })?;
+            // Named as written in the config (relative paths stay relative).
+            let name = path
+                .strip_prefix(base)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            entry.insert(name, body);
+        }
+    }
+    Ok(templates::bundle(&text, &files))
+}
+
 /// Runs `tocsin notify`.
 pub async fn run_notify(c: NotifyCommand) -> i32 {
     match run_notify_inner(c).await {
@@ -153,14 +207,15 @@ async fn run_notify_inner(c: NotifyCommand) -> Result<(), i32> {
     };
     match c {
         NotifyCommand::Check { file } => {
-            let text = read(&file)?;
+            let text = with_template_files(&file, read(&file)?)?;
             match tocsin_alerter::notify::config::load(&text) {
                 Ok(cfg) => {
                     println!(
-                        "{}: SUCCESS: {} receivers, {} inhibit rules",
+                        "{}: SUCCESS: {} receivers, {} inhibit rules, {} templates defined",
                         file.display(),
                         cfg.receivers.len(),
-                        cfg.inhibit_rules.len()
+                        cfg.inhibit_rules.len(),
+                        cfg.library.defined_names().len()
                     );
                 }
                 Err(errors) => {
@@ -173,7 +228,7 @@ async fn run_notify_inner(c: NotifyCommand) -> Result<(), i32> {
             }
         }
         NotifyCommand::Apply { file, server } => {
-            let text = read(&file)?;
+            let text = with_template_files(&file, read(&file)?)?;
             let u = url(&server, "/api/v1/notify/config");
             let body = call(client()?.put(&u).body(text), &u).await?;
             println!("{}: applied as version {}", file.display(), body["version"]);

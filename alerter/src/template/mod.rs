@@ -175,6 +175,30 @@ impl Template {
         Self::parse_inner(name, text, false)
     }
 
+    /// Parses `text` like [`Template::parse_plain`], with the `define`d templates of
+    /// `libraries` callable from it. Definitions are looked up last first, as Go's
+    /// `text/template` lets a later definition of a name replace an earlier one: a later
+    /// library's override an earlier one's, and `text`'s own override them all.
+    pub fn parse_plain_with(
+        name: &str,
+        text: &str,
+        libraries: &[&Template],
+    ) -> Result<Template, TemplateError> {
+        let mut t = Self::parse_inner(name, text, false)?;
+        let mut defines: Vec<(String, Vec<ast::Node>)> = libraries
+            .iter()
+            .flat_map(|l| l.parsed.defines.iter().cloned())
+            .collect();
+        defines.append(&mut t.parsed.defines);
+        t.parsed.defines = defines;
+        Ok(t)
+    }
+
+    /// The names this template `define`s, in order.
+    pub fn defined_names(&self) -> impl Iterator<Item = &str> {
+        self.parsed.defines.iter().map(|(n, _)| n.as_str())
+    }
+
     fn parse_inner(name: &str, text: &str, alert: bool) -> Result<Template, TemplateError> {
         let predeclared: Vec<&str> = if alert {
             PRELUDE.iter().map(|(v, _)| *v).collect()

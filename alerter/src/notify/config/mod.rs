@@ -18,6 +18,7 @@ mod integrations;
 mod raw;
 mod receivers;
 mod sms;
+pub mod templates;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde_saphyr::Location;
+
+use crate::notify::deliver::text::TemplateLibrary;
 
 pub use receivers::{
     EmailConfig, HttpAuth, HttpConfig, Integration, OpsgenieConfig, PagerDutyConfig, PagerDutyKey,
@@ -255,6 +258,8 @@ pub struct Config {
     pub time_intervals: BTreeMap<String, Vec<TimeInterval>>,
     /// Template file paths or globs, as listed.
     pub templates: Vec<String>,
+    /// The templates text fields can call: the defaults and the uploaded `templates:` files.
+    pub library: TemplateLibrary,
 }
 
 impl Config {
@@ -287,6 +292,7 @@ pub fn load(text: &str) -> Result<Config, ConfigErrors> {
             text.len()
         ))));
     }
+    let (text, files) = templates::split(text);
     let options = serde_saphyr::options! { with_snippet: false };
     let parsed: Result<Option<raw::RawConfig>, _> =
         serde_saphyr::from_str_with_options(text, options);
@@ -313,7 +319,10 @@ pub fn load(text: &str) -> Result<Config, ConfigErrors> {
         }
     };
     let mut ctx = Ctx { errors: Vec::new() };
-    let config = validate::validate(&mut ctx, raw);
+    let mut config = validate::validate(&mut ctx, raw);
+    if let Some(c) = &mut config {
+        c.library = templates::load(&c.templates, files, &mut ctx.errors);
+    }
     match config {
         Some(c) if ctx.errors.is_empty() => Ok(c),
         _ => Err(ConfigErrors(ctx.errors)),

@@ -130,3 +130,86 @@ fn unknown_receiver_fields_are_located() {
     assert_eq!(e.0[0].line, 7);
     assert!(e.to_string().contains("urll"), "{e}");
 }
+
+fn with_templates(pattern: &str) -> String {
+    format!("route:\n  receiver: r\ntemplates:\n  - '{pattern}'\n{HOOK}")
+}
+
+fn files(pattern: &str, path: &str, text: &str) -> templates::TemplateFiles {
+    [(
+        pattern.to_string(),
+        [(path.to_string(), text.to_string())].into(),
+    )]
+    .into()
+}
+
+#[test]
+fn template_files_travel_with_the_config() {
+    let text = with_templates("t/*.tmpl");
+    assert_eq!(templates::patterns(&text), vec!["t/*.tmpl".to_string()]);
+    assert!(!templates::has_files(&text));
+    let bundled = templates::bundle(
+        &text,
+        &files(
+            "t/*.tmpl",
+            "t/team.tmpl",
+            "{{ define \"team.title\" }}[{{ .Status }}]\n{{ .GroupLabels.SortedPairs.Values }}{{ end }}\n",
+        ),
+    );
+    assert!(templates::has_files(&bundled));
+    let c = load(&bundled).unwrap_or_else(|e| panic!("{e}\n{bundled}"));
+    assert_eq!(c.templates, vec!["t/*.tmpl".to_string()]);
+    assert_eq!(c.library.defined_names(), vec!["team.title".to_string()]);
+    // The patterns and files survive a second round (the output of `notify show`).
+    assert_eq!(templates::patterns(&bundled), vec!["t/*.tmpl".to_string()]);
+}
+
+#[test]
+fn listed_templates_must_be_uploaded() {
+    let e = err_of(&with_templates("t/*.tmpl"));
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].path, "templates[0]");
+    assert!(e.to_string().contains("tocsin notify apply"), "{e}");
+    // A glob that matched nothing was uploaded as such: fine, as in Alertmanager.
+    let empty: templates::TemplateFiles = [("t/*.tmpl".to_string(), Default::default())].into();
+    load(&templates::bundle(&with_templates("t/*.tmpl"), &empty)).unwrap();
+}
+
+#[test]
+fn a_bad_template_file_is_named() {
+    let bundled = templates::bundle(
+        &with_templates("t/*.tmpl"),
+        &files(
+            "t/*.tmpl",
+            "t/bad.tmpl",
+            "{{ define \"x\" }}{{ if }}{{ end }}",
+        ),
+    );
+    let e = err_of(&bundled);
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].path, "templates[0] (t/bad.tmpl)");
+}
+
+#[test]
+fn uploaded_files_must_be_listed_and_the_second_document_well_formed() {
+    let bundled = templates::bundle(
+        &format!("route:\n  receiver: r\n{HOOK}"),
+        &files(
+            "other/*.tmpl",
+            "other/a.tmpl",
+            "{{ define \"a\" }}a{{ end }}",
+        ),
+    );
+    let e = err_of(&bundled);
+    assert!(e.0[0].path.starts_with("tocsin_template_files"), "{e}");
+    let e = err_of(&format!(
+        "route:\n  receiver: r\n{HOOK}---\nsomething_else: 1\n"
+    ));
+    assert_eq!(e.0[0].path, "tocsin_template_files", "{e}");
+    assert_eq!(e.0[0].line, 8, "{e}");
+}
+
+#[test]
+fn a_leading_document_marker_is_not_a_second_document() {
+    load(&format!("---\n# comment\nroute:\n  receiver: r\n{HOOK}")).unwrap();
+}

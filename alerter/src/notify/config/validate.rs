@@ -9,6 +9,7 @@ use super::raw::{self, PairList, RawConfig, S};
 use super::receivers::{Secret, SecretSource};
 use super::{Config, ConfigErrorKind, Ctx, GlobalConfig, GroupBy, RouteConfig};
 use super::{http, integrations};
+use crate::notify::deliver::text::TemplateLibrary;
 use crate::notify::inhibit::InhibitRule;
 use crate::notify::matchers::{MatchOp, Matcher, Matchers, is_valid_label_name};
 use crate::notify::time_interval::{self as ti, TimeInterval};
@@ -103,6 +104,7 @@ pub(super) fn validate(ctx: &mut Ctx, raw: RawConfig) -> Option<Config> {
             .flatten()
             .map(|t| t.value.clone())
             .collect(),
+        library: TemplateLibrary::defaults(),
     })
 }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::channel::{Channel, units};
+use super::text::TemplateLibrary;
 use super::{email, pagerduty, slack, sms, webhook};
 use crate::notify::config::{Config, HttpAuth, HttpConfig, Integration, Receiver, SecretSource};
 
@@ -83,6 +84,7 @@ pub fn channels(
             http,
             opts,
             unit: n,
+            library: &config.library,
         };
         match unit.as_slice() {
             [single] if !super::channel::is_sms(single) => {
@@ -103,6 +105,8 @@ pub struct BuildCtx<'a> {
     pub opts: &'a ChannelOptions,
     /// The unit's number in [`units`] order (part of idempotency keys).
     pub unit: usize,
+    /// The templates the config's text fields can call.
+    pub library: &'a TemplateLibrary,
 }
 
 fn one(ctx: &BuildCtx<'_>, path: &str, i: &Integration) -> Result<Box<dyn Channel>, BuildError> {

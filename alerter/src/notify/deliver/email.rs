@@ -100,7 +100,7 @@ impl EmailChannel {
                 .credentials(Credentials::new(c.auth_username.clone(), password))
                 .authentication(vec![Mechanism::Plain, Mechanism::Login]);
         }
-        let t = |f: &str, s: &str| TextTemplate::new(&format!("{path}.{f}"), s);
+        let t = |f: &str, s: &str| TextTemplate::new(&format!("{path}.{f}"), s, ctx.library);
         Ok(Self {
             transport: b.build(),
             smarthost: c.smarthost.clone(),

@@ -61,7 +61,7 @@ impl PagerDutyChannel {
             (true, Some(base)) => format!("{base}{V1_PATH}"),
             _ => c.url.clone(),
         };
-        let t = |f: &str, s: &str| TextTemplate::new(&format!("{path}.{f}"), s);
+        let t = |f: &str, s: &str| TextTemplate::new(&format!("{path}.{f}"), s, ctx.library);
         let fields = Fields {
             client: t("client", &c.client),
             client_url: t("client_url", &c.client_url),

@@ -80,7 +80,7 @@ impl SlackChannel {
                     .into(),
             });
         }
-        let t = |f: &str, s: &str| TextTemplate::new(&format!("{path}.{f}"), s);
+        let t = |f: &str, s: &str| TextTemplate::new(&format!("{path}.{f}"), s, ctx.library);
         let fields = Fields {
             channel: t("channel", &c.channel),
             username: t("username", &c.username),

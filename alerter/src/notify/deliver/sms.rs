@@ -19,7 +19,7 @@ use super::channel::{
     Channel, Delivery, SendFuture, SendOutcome, classify_failure, for_integration, read_answer,
     snippet, stable_hash_hex,
 };
-use super::text::{Renderer, TextTemplate};
+use super::text::{Renderer, TemplateLibrary, TextTemplate};
 use crate::notify::config::{Integration, SmsSender, TwilioConfig, VonageConfig};
 
 /// One provider of the chain.
@@ -66,8 +66,8 @@ impl SmsChain {
         let mut providers = Vec::new();
         for (path, i) in paths.iter().zip(unit) {
             providers.push(match i {
-                Integration::Twilio(c) => twilio(path, c)?,
-                Integration::Vonage(c) => vonage(path, c)?,
+                Integration::Twilio(c) => twilio(path, c, ctx.library)?,
+                Integration::Vonage(c) => vonage(path, c, ctx.library)?,
                 Integration::Sns(_) => return Err(unsupported(path, "SNS")),
                 other => {
                     return Err(BuildError::Invalid {
@@ -270,26 +270,26 @@ impl SmsChain {
     }
 }
 
-fn twilio(path: &str, c: &TwilioConfig) -> Result<Provider, BuildError> {
+fn twilio(path: &str, c: &TwilioConfig, library: &TemplateLibrary) -> Result<Provider, BuildError> {
     Ok(Provider::Twilio {
         url: c.api_url.clone(),
         account_sid: c.account_sid.clone(),
         token: secret(path, "auth_token", &c.auth_token)?,
         sender: c.sender.clone(),
         to: c.to.clone(),
-        message: TextTemplate::new(&format!("{path}.message"), &c.message),
+        message: TextTemplate::new(&format!("{path}.message"), &c.message, library),
         send_resolved: c.send_resolved,
     })
 }
 
-fn vonage(path: &str, c: &VonageConfig) -> Result<Provider, BuildError> {
+fn vonage(path: &str, c: &VonageConfig, library: &TemplateLibrary) -> Result<Provider, BuildError> {
     Ok(Provider::Vonage {
         url: c.api_url.clone(),
         api_key: c.api_key.clone(),
         api_secret: secret(path, "api_secret", &c.api_secret)?,
         from: c.from.clone(),
         to: c.to.clone(),
-        message: TextTemplate::new(&format!("{path}.message"), &c.message),
+        message: TextTemplate::new(&format!("{path}.message"), &c.message, library),
         send_resolved: c.send_resolved,
     })
 }

@@ -20,10 +20,12 @@
 //! `trimSpace`, `since`) are not available: a template using them fails to parse or render,
 //! and the send is permanent with the field named. `.StartsAt`/`.EndsAt` are RFC 3339 strings.
 //!
-//! The config's `templates:` files are not loaded (out of scope for now): only the defaults
-//! below are defined.
+//! The config's `templates:` files (uploaded with the config, see
+//! [`crate::notify::config::bundle`]) form a [`TemplateLibrary`] with the defaults below: a
+//! field may call any template they define, and a file may redefine a default.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::message::{AlertData, NotificationData};
 use crate::template::{Limits, Template, Value};
@@ -90,13 +92,53 @@ Alerts Resolved:
 {{ define "sms.default.message" }}[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}{{ end }}] {{ range $i, $v := .GroupLabels.SortedPairs.Values }}{{ if $i }} {{ end }}{{ $v }}{{ end }}{{ with .CommonAnnotations.summary }} {{ . }}{{ else }}{{ range $i, $a := .Alerts }}{{ if eq $i 0 }}{{ with $a.Annotations.summary }} {{ . }}{{ end }}{{ end }}{{ end }}{{ end }}{{ end }}
 "#;
 
-/// [`DEFAULT_TEMPLATES`] rewritten, without the newlines between definitions (they would
-/// be output after the field's own text).
-static DEFINES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    rewrite(DEFAULT_TEMPLATES.trim())
-        .replace("{{ end }}\n{{ define", "{{ end }}{{ define")
-        .replace("{{- end }}\n{{ define", "{{- end }}{{ define")
+/// [`DEFAULT_TEMPLATES`] rewritten and parsed (only its definitions are used).
+static DEFAULTS: std::sync::LazyLock<Result<Template, String>> = std::sync::LazyLock::new(|| {
+    Template::parse_plain("default.tmpl", &rewrite(DEFAULT_TEMPLATES))
+        .map_err(|e| format!("Tocsin's default templates do not parse: {e}"))
 });
+
+/// The named templates a config's fields can call: Alertmanager's defaults, then the
+/// definitions of the config's `templates:` files in order. A later definition of a name
+/// replaces an earlier one, as in Alertmanager (a file may redefine `slack.default.title`).
+#[derive(Clone, Debug, Default)]
+pub struct TemplateLibrary {
+    files: Vec<Arc<Template>>,
+}
+
+impl TemplateLibrary {
+    /// The defaults alone.
+    pub fn defaults() -> Self {
+        Self::default()
+    }
+
+    /// The defaults plus template files `(name, text)`, each parsed (method calls rewritten
+    /// as in the module docs). Returns the index of the file that does not parse and why.
+    pub fn with_files(files: &[(String, String)]) -> Result<Self, (usize, String)> {
+        let mut parsed = Vec::with_capacity(files.len());
+        for (i, (name, text)) in files.iter().enumerate() {
+            let t = Template::parse_plain(name, &rewrite(text)).map_err(|e| (i, e.to_string()))?;
+            parsed.push(Arc::new(t));
+        }
+        Ok(Self { files: parsed })
+    }
+
+    /// Names defined by the files (not the defaults), in order.
+    pub fn defined_names(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .flat_map(|t| t.defined_names().map(str::to_owned))
+            .collect()
+    }
+
+    /// Parses a field's text with every definition of the library callable.
+    fn parse(&self, field: &str, text: &str) -> Result<Template, String> {
+        let defaults = DEFAULTS.as_ref().map_err(Clone::clone)?;
+        let mut libraries: Vec<&Template> = vec![defaults];
+        libraries.extend(self.files.iter().map(|t| &**t));
+        Template::parse_plain_with(field, &rewrite(text), &libraries).map_err(|e| e.to_string())
+    }
+}
 
 /// Label-set fields whose methods are pre-computed.
 const KV_FIELDS: [&str; 5] = [
@@ -137,16 +179,13 @@ pub struct TextTemplate {
 
 impl TextTemplate {
     /// Parses `source` for the config field `field` (named in errors, e.g.
-    /// `receivers[0].slack_configs[0].title`). A parse error is kept and reported by
-    /// [`TextTemplate::render`].
-    pub fn new(field: &str, source: &str) -> Self {
+    /// `receivers[0].slack_configs[0].title`) with `library`'s templates callable. A parse
+    /// error is kept and reported by [`TextTemplate::render`].
+    pub fn new(field: &str, source: &str, library: &TemplateLibrary) -> Self {
         let parsed = if !source.contains("{{") {
             Ok(None)
         } else {
-            let text = format!("{}{}", rewrite(source), *DEFINES);
-            Template::parse_plain(field, &text)
-                .map(Some)
-                .map_err(|e| e.to_string())
+            library.parse(field, source).map(Some)
         };
         Self {
             field: field.to_owned(),
@@ -305,7 +344,40 @@ mod tests {
     }
 
     fn render(src: &str, d: &NotificationData) -> Result<String, String> {
-        Renderer::new(d).render(&TextTemplate::new("f", src))
+        Renderer::new(d).render(&TextTemplate::new("f", src, &TemplateLibrary::defaults()))
+    }
+
+    #[test]
+    fn fields_call_and_override_templates_of_the_config_files() {
+        let library = TemplateLibrary::with_files(&[(
+            "team.tmpl".into(),
+            concat!(
+                "{{ define \"team.title\" }}{{ .Status | toUpper }} {{ .CommonLabels.instance }}{{ end }}\n",
+                "{{ define \"slack.default.title\" }}team: {{ template \"team.title\" . }}{{ end }}\n",
+                "top-level text of a file is not output\n",
+            )
+            .into(),
+        )])
+        .unwrap();
+        let d = data("firing");
+        let r = Renderer::new(&d);
+        let t = |src: &str| r.render(&TextTemplate::new("f", src, &library));
+        assert_eq!(t("{{ template \"team.title\" . }}").unwrap(), "FIRING db1");
+        assert_eq!(
+            t("{{ template \"slack.default.title\" . }}").unwrap(),
+            "team: FIRING db1",
+            "a file redefines a default"
+        );
+        // Other defaults stay callable.
+        assert_eq!(t("{{ template \"__alertmanager\" . }}").unwrap(), "Tocsin");
+        let e = r
+            .render(&TextTemplate::new(
+                "f",
+                "{{ template \"team.title\" . }}",
+                &TemplateLibrary::defaults(),
+            ))
+            .unwrap_err();
+        assert!(e.contains("team.title"), "{e}");
     }
 
     #[test]
@@ -377,10 +449,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let t = TextTemplate::new("receivers[0].slack_configs[0].title", "{{ .Nope.X }}");
+        let t = TextTemplate::new(
+            "receivers[0].slack_configs[0].title",
+            "{{ .Nope.X }}",
+            &TemplateLibrary::defaults(),
+        );
         let err = Renderer::new(&data("firing")).render(&t).unwrap_err();
         assert!(err.contains("receivers[0].slack_configs[0].title"), "{err}");
-        let t = TextTemplate::new("x.text", "{{ join }}");
+        let t = TextTemplate::new("x.text", "{{ join }}", &TemplateLibrary::defaults());
         assert!(
             Renderer::new(&data("firing"))
                 .render(&t)
