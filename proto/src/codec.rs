@@ -14,6 +14,13 @@ pub const FORMAT_VERSION: u8 = 1;
 /// Snapshots are sent in chunks far smaller than this.
 pub const MAX_ENCODED_BYTES: usize = 64 * 1024 * 1024;
 
+/// Largest encoded *state* accepted (1 GiB): a snapshot (its file, or one installed from the
+/// leader) and an answer to a read (a whole-machine replica). The cluster produces these
+/// itself, and they grow with the alerts and notification streams held (about 1–2 KB per
+/// active alert with its notification), so [`MAX_ENCODED_BYTES`] would cap a cluster at a
+/// few tens of thousands of alerts: past it, a node could not restart from its own snapshot.
+pub const MAX_STATE_BYTES: usize = 1024 * 1024 * 1024;
+
 /// A payload that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode {what}: {reason}")]
@@ -32,12 +39,30 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_extend(value, out).expect("postcard encoding into a Vec is infallible")
 }
 
-/// Decodes a payload produced by [`encode`]; `what` names it in the error.
+/// Decodes a message produced by [`encode`] (at most [`MAX_ENCODED_BYTES`]); `what` names it
+/// in the error.
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, DecodeError> {
+    decode_bounded(what, bytes, MAX_ENCODED_BYTES)
+}
+
+/// Decodes state produced by [`encode`] (a snapshot, a read's answer: at most
+/// [`MAX_STATE_BYTES`]); `what` names it in the error.
+pub fn decode_state<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    decode_bounded(what, bytes, MAX_STATE_BYTES)
+}
+
+fn decode_bounded<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, DecodeError> {
     let err = |reason: String| DecodeError { what, reason };
-    if bytes.len() > MAX_ENCODED_BYTES {
+    if bytes.len() > limit {
         return Err(err(format!(
-            "{} bytes exceeds the limit of {MAX_ENCODED_BYTES}",
+            "{} bytes exceeds the limit of {limit}",
             bytes.len()
         )));
     }
@@ -75,6 +100,15 @@ mod tests {
             tags: vec![("k".into(), "v".into())],
         };
         assert_eq!(decode::<Sample>("sample", &encode(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn state_may_exceed_the_message_limit() {
+        let big = vec![7u8; MAX_ENCODED_BYTES + 1];
+        let bytes = encode(&big);
+        let e = decode::<Vec<u8>>("message", &bytes).unwrap_err();
+        assert!(e.to_string().contains("exceeds the limit"), "{e}");
+        assert_eq!(decode_state::<Vec<u8>>("state", &bytes).unwrap(), big);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use rand::Rng;
 use tocsin_proto::ServiceError;
-use tocsin_proto::codec::{self, MAX_ENCODED_BYTES};
+use tocsin_proto::codec::{self, MAX_ENCODED_BYTES, MAX_STATE_BYTES};
 use tocsin_proto::pb::store::store_client::StoreClient as PbClient;
 use tocsin_proto::pb::store::{ClusterInfoRequest, ProposeRequest, ReadRequest, WatchRequest};
 use tonic::transport::{Channel, Endpoint};
@@ -82,7 +82,9 @@ impl StoreClient {
             }
         };
         Ok(PbClient::new(channel)
-            .max_decoding_message_size(MAX_ENCODED_BYTES)
+            // Answers (a whole-machine replica) may be as large as the state; requests are
+            // commands and queries.
+            .max_decoding_message_size(MAX_STATE_BYTES)
             .max_encoding_message_size(MAX_ENCODED_BYTES))
     }
 
@@ -200,7 +202,7 @@ impl StoreClient {
             })
             .await?
             .into_inner();
-        Ok((reply.applied_index, codec::decode("result", &reply.result)?))
+        Ok((reply.applied_index, codec::decode_state("result", &reply.result)?))
     }
 
     /// Streams the changes of every applied entry from `from_index` on. The stream ends with an

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tocsin_proto::codec::MAX_ENCODED_BYTES;
+use tocsin_proto::codec::{MAX_ENCODED_BYTES, MAX_STATE_BYTES};
 use tocsin_proto::pb::raft::raft_server::RaftServer;
 use tocsin_proto::pb::store::store_server::StoreServer;
 use tokio::net::TcpListener;
@@ -222,7 +222,8 @@ impl StoreNode {
             tracker.clone(),
         ))
         .max_decoding_message_size(MAX_ENCODED_BYTES)
-        .max_encoding_message_size(MAX_ENCODED_BYTES);
+        // A read's answer (a whole-machine replica) is as large as the state.
+        .max_encoding_message_size(MAX_STATE_BYTES);
         let node = Self {
             raft: raft.clone(),
             reader: reader.clone(),

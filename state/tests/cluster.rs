@@ -398,3 +398,91 @@ async fn a_data_dir_of_another_cluster_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("belongs to node 1"), "{err}");
 }
+
+/// A state larger than one message (64 MiB): a node cut off while it grew catches up by
+/// installing the snapshot, every node restarts from its own snapshot file, and a client
+/// reads the whole machine (the notify loop's replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_larger_than_one_message_replicates_restarts_and_reads() {
+    use tocsin_proto::codec::MAX_ENCODED_BYTES;
+    use tocsin_state::model::RuleGroupRecord;
+    // Production timers: openraft 0.9 gives an AppendEntries one heartbeat interval, and a
+    // debug build needs more than the test profile's 50 ms for 256 KiB entries.
+    let timing = RaftTiming {
+        snapshot_every_entries: 100,
+        ..RaftTiming::production()
+    };
+    let (_dir, mut c) = start(timing).await;
+    let leader = c.wait_leader(&ALL, LONG).await;
+    let behind = ALL.into_iter().find(|id| *id != leader).unwrap();
+    let rest: Vec<u64> = ALL.into_iter().filter(|id| *id != behind).collect();
+    let behind_last_log = c
+        .node(behind)
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+    c.faults.isolate(behind, rest.clone());
+    let new = c.wait_leader(&rest, LONG).await;
+    let client = c.client_of(new);
+    // 288 namespaces of 256 KiB each: the state passes 64 MiB.
+    let source = "x".repeat(256 * 1024);
+    let mut last = 0;
+    for i in 0..288 {
+        last = client
+            .propose(vec![Command::PutRules {
+                namespace: format!("ns-{i:03}"),
+                groups: vec![RuleGroupRecord {
+                    name: "g".into(),
+                    interval_ms: 60_000,
+                    source: source.clone(),
+                }],
+                expected_version: None,
+            }])
+            .await
+            .unwrap()
+            .0;
+    }
+    c.wait_applied(&rest, last, LONG).await;
+    wait_until(LONG, "the leader purged the log the cut-off node needs", || {
+        c.node(new)
+            .raft
+            .metrics()
+            .borrow()
+            .purged
+            .is_some_and(|p| p.index > behind_last_log + 1)
+    })
+    .await;
+    c.faults.heal();
+    c.wait_applied(&ALL, last, Duration::from_secs(60)).await;
+    let snap = c.node(behind).raft.metrics().borrow().snapshot;
+    assert!(
+        snap.is_some_and(|s| s.index > behind_last_log + 1),
+        "the node that was behind installed a snapshot: {snap:?}"
+    );
+    let (index, result) = c.client().read(&Query::Replica, true).await.unwrap();
+    assert!(index >= last);
+    let QueryResult::Replica(machine) = result else {
+        panic!("not a replica");
+    };
+    let size = tocsin_proto::codec::encode(&*machine).len();
+    assert!(size > MAX_ENCODED_BYTES, "the state is {size} bytes");
+    let QueryResult::Rules(rules) = machine.query(&Query::Rules) else {
+        panic!("no rules");
+    };
+    assert_eq!(rules.namespaces.len(), 288);
+    let before = c.digest(leader);
+    for id in ALL {
+        c.kill(id).await;
+    }
+    for id in ALL {
+        c.restart(id).await;
+    }
+    c.wait_leader(&ALL, LONG).await;
+    c.wait_applied(&ALL, last, Duration::from_secs(60)).await;
+    for id in ALL {
+        assert_eq!(c.digest(id), before, "node {id} after restarting from its snapshot");
+    }
+    c.shutdown().await;
+}

@@ -92,9 +92,9 @@ impl SmStore {
         if path.exists() {
             let bytes =
                 std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-            let stored: StoredSnapshot = codec::decode("snapshot file", &bytes)
+            let stored: StoredSnapshot = codec::decode_state("snapshot file", &bytes)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            state.machine = codec::decode("snapshot data", &stored.data)
+            state.machine = codec::decode_state("snapshot data", &stored.data)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             state.last_applied = stored.meta.last_log_id;
             state.membership = stored.meta.last_membership.clone();
@@ -120,7 +120,7 @@ impl SmStore {
     fn read_stored(&self) -> Result<Option<StoredSnapshot>, String> {
         let path = self.shared.dir.join(SNAPSHOT_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => codec::decode("snapshot file", &bytes)
+            Ok(bytes) => codec::decode_state("snapshot file", &bytes)
                 .map(Some)
                 .map_err(|e| e.to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -250,7 +250,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let machine: Machine = codec::decode("snapshot data", &data)
+        let machine: Machine = codec::decode_state("snapshot data", &data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), io_err(e)))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
