@@ -262,3 +262,41 @@ async fn notify_apply_uploads_template_files_and_refuses_a_config_without_them()
     let (_, after) = tocsin(&["notify", "show", "--server", &server]);
     assert_eq!(after, shown, "the stored config is untouched");
 }
+
+/// `tocsin worker --datasource-config FILE`: a bad file is refused before anything starts,
+/// naming the field.
+#[test]
+fn a_bad_datasource_config_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |toml: &str| {
+        let file = dir.path().join("datasource.toml");
+        std::fs::write(&file, toml).unwrap();
+        let out = std::process::Command::new(support::bin())
+            .args([
+                "worker",
+                "--zone=a",
+                "--join=127.0.0.1:1",
+                "--datasource-config",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run("url = \"http://prom:9090\"\n[tls]\nca_file = \"/ca.pem\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`tls`") && err.contains("https"), "{err}");
+    let (code, err) =
+        run("url = \"https://prom:9090\"\n[tls]\nca_file = \"/nonexistent/ca.pem\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("tls.ca_file") && err.contains("cannot read"),
+        "{err}"
+    );
+    let (code, err) = run("url = \"https://prom:9090\"\ntimeout = 3\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("timeout"), "{err}");
+}

@@ -56,8 +56,14 @@ pub struct WorkerArgs {
     /// Prometheus-compatible query API to evaluate rules against (a Prometheus, Mimir, Thanos
     /// or VictoriaMetrics URL, or a Tocsin node's embedded store: `http://NODE_HTTP`).
     /// Without it the worker holds its shards but evaluates nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "datasource_config")]
     datasource: Option<String>,
+    /// TOML file describing the datasource in full, instead of `--datasource`: `url`, and
+    /// optionally `basic_auth = { username, password }` or `bearer_token`, `headers`,
+    /// `query_offset_ms`, `connect_timeout_ms`, `response_bytes_max`, and for an https URL
+    /// `[tls]` with `ca_file`, `cert_file` + `key_file` (mutual TLS), `insecure_skip_verify`.
+    #[arg(long)]
+    datasource_config: Option<PathBuf>,
     /// Deadline of one datasource query, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     query_timeout_ms: u64,
@@ -97,6 +103,18 @@ impl ChannelFactory for ConfigChannels {
             .map(|v| v.into_iter().map(Arc::from).collect())
             .map_err(|e| e.to_string())
     }
+}
+
+/// Reads a `--datasource-config` file: a [`RawPrometheusConfig`] in TOML.
+fn read_datasource_config(path: &std::path::Path) -> Result<RawPrometheusConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let raw: RawPrometheusConfig =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Checked here so errors name the field as written in the file.
+    raw.validate()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(raw)
 }
 
 /// Runs the worker until SIGTERM/SIGINT.
@@ -158,12 +176,23 @@ pub async fn run(args: WorkerArgs) -> i32 {
         lease,
         stat_path: Some(args.stat_file.clone()),
     };
-    let datasource = match &args.datasource {
+    let prometheus = match (&args.datasource, &args.datasource_config) {
+        (Some(url), _) => Some(RawPrometheusConfig::with_url(url)),
+        (None, Some(path)) => match read_datasource_config(path) {
+            Ok(raw) => Some(raw),
+            Err(e) => {
+                eprintln!("tocsin: invalid --datasource-config: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        (None, None) => None,
+    };
+    let datasource = match prometheus {
         None => None,
-        Some(url) => {
+        Some(prometheus) => {
             let raw = RawDatasourceConfig {
                 name: "default".into(),
-                prometheus: Some(RawPrometheusConfig::with_url(url)),
+                prometheus: Some(prometheus),
                 embedded: false,
                 max_concurrent_queries: args.max_concurrent_queries,
                 query_timeout_ms_max: args.query_timeout_ms,
@@ -172,7 +201,12 @@ pub async fn run(args: WorkerArgs) -> i32 {
             match raw.validate().and_then(|d| d.build(None)) {
                 Ok(gate) => Some(gate),
                 Err(e) => {
-                    eprintln!("tocsin: invalid --datasource: {e}");
+                    let flag = if args.datasource.is_some() {
+                        "--datasource"
+                    } else {
+                        "--datasource-config"
+                    };
+                    eprintln!("tocsin: invalid {flag}: {e}");
                     return EXIT_USAGE;
                 }
             }

@@ -14,7 +14,10 @@ use reqwest::header::CONTENT_TYPE;
 use super::{
     Datasource, DatasourceError, InstantQuery, QueryFuture, QueryOutput, RangeQuery, wire,
 };
-pub use config::{Auth, ConfigError, PrometheusConfig, RawBasicAuth, RawPrometheusConfig};
+pub use config::{
+    Auth, ConfigError, PrometheusConfig, RawBasicAuth, RawPrometheusConfig, RawTlsConfig,
+    TlsSettings,
+};
 
 /// Part of the deadline kept back from the server's `timeout=` (a quarter, within these
 /// bounds): it covers the network and reading the answer, so a server-side timeout arrives as
@@ -33,10 +36,18 @@ impl PrometheusClient {
     /// Builds the client (no connection is made until the first query).
     pub fn new(cfg: PrometheusConfig) -> Result<Self, ConfigError> {
         tocsin_proto::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .default_headers(cfg.headers.clone())
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(reqwest::redirect::Policy::limited(3));
+        for root in &cfg.tls.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        if let Some(identity) = &cfg.tls.identity {
+            builder = builder.identity(identity.clone());
+        }
+        let http = builder
+            .danger_accept_invalid_certs(cfg.tls.insecure_skip_verify)
             .build()
             .map_err(|e| ConfigError {
                 field: "url".into(),

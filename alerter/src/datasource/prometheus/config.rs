@@ -2,6 +2,7 @@
 //! form the client is built from.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -44,6 +45,26 @@ pub struct RawBasicAuth {
     pub password: String,
 }
 
+/// TLS towards an `https` datasource as written in the configuration (like Prometheus's
+/// `tls_config`). Without it, `https` uses the system's trusted roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsConfig {
+    /// PEM file of the CA certificates that sign the server's certificate (added to the
+    /// system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of this client's certificate, for servers that require one (mutual TLS).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only: anyone on the path can read the queries).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
 /// A Prometheus-compatible datasource as written in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +91,9 @@ pub struct RawPrometheusConfig {
     /// Extra headers sent with every request (for example `X-Scope-OrgID` for Mimir).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// TLS settings for an `https` URL.
+    #[serde(default)]
+    pub tls: Option<RawTlsConfig>,
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -103,6 +127,27 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Validated TLS settings: the certificates are read and parsed when the configuration is.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// Extra trusted roots.
+    pub roots: Vec<reqwest::Certificate>,
+    /// The client's certificate and key.
+    pub identity: Option<reqwest::Identity>,
+    /// Accept any server certificate.
+    pub insecure_skip_verify: bool,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("roots", &self.roots.len())
+            .field("identity", &self.identity.is_some())
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .finish()
+    }
+}
+
 /// A validated Prometheus-compatible datasource configuration.
 #[derive(Debug, Clone)]
 pub struct PrometheusConfig {
@@ -118,6 +163,8 @@ pub struct PrometheusConfig {
     pub auth: Option<Auth>,
     /// Extra headers for every request.
     pub headers: HeaderMap,
+    /// TLS settings (`https` only).
+    pub tls: TlsSettings,
 }
 
 impl RawPrometheusConfig {
@@ -131,6 +178,7 @@ impl RawPrometheusConfig {
             basic_auth: None,
             bearer_token: None,
             headers: BTreeMap::new(),
+            tls: None,
         }
     }
 
@@ -142,22 +190,24 @@ impl RawPrometheusConfig {
                 format!("{e}; give an absolute URL like http://prometheus:9090"),
             )
         })?;
-        match url.scheme() {
-            "http" => {}
-            "https" => {
+        let tls = match (url.scheme(), &self.tls) {
+            ("http", None) => TlsSettings::default(),
+            ("http", Some(_)) => {
                 return Err(invalid(
-                    "url",
-                    "https is not supported by this build yet (TLS is pending); \
-                     use http or a TLS-terminating proxy on loopback",
+                    "tls",
+                    "set only for an https url (this one is http)",
                 ));
             }
-            other => {
+            ("https", raw) => raw
+                .as_ref()
+                .map_or(Ok(TlsSettings::default()), validate_tls)?,
+            (other, _) => {
                 return Err(invalid(
                     "url",
-                    format!("scheme `{other}` is not supported; use http"),
+                    format!("scheme `{other}` is not supported; use http or https"),
                 ));
             }
-        }
+        };
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("url", "must not have a query string or fragment"));
         }
@@ -224,8 +274,54 @@ impl RawPrometheusConfig {
             response_bytes_max,
             auth,
             headers,
+            tls,
         })
     }
+}
+
+fn read_pem(field: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| invalid(field, format!("cannot read {}: {e}", path.display())))
+}
+
+fn validate_tls(raw: &RawTlsConfig) -> Result<TlsSettings, ConfigError> {
+    let mut roots = Vec::new();
+    if let Some(path) = &raw.ca_file {
+        let pem = read_pem("tls.ca_file", path)?;
+        roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    "tls.ca_file",
+                    format!("{} holds no PEM certificate", path.display()),
+                )
+            })?;
+    }
+    let identity = match (&raw.cert_file, &raw.key_file) {
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid("tls.key_file", "required with tls.cert_file")),
+        (None, Some(_)) => return Err(invalid("tls.cert_file", "required with tls.key_file")),
+        (Some(cert), Some(key)) => {
+            let mut pem = read_pem("tls.cert_file", cert)?;
+            pem.push(b'\n');
+            pem.extend(read_pem("tls.key_file", key)?);
+            Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                invalid(
+                    "tls.cert_file",
+                    format!(
+                        "{} and {} are not a PEM certificate and its key: {e}",
+                        cert.display(),
+                        key.display()
+                    ),
+                )
+            })?)
+        }
+    };
+    Ok(TlsSettings {
+        roots,
+        identity,
+        insecure_skip_verify: raw.insecure_skip_verify,
+    })
 }
 
 #[cfg(test)]
@@ -298,6 +394,59 @@ mod tests {
             field_of(RawPrometheusConfig { headers, ..base }),
             "headers.bad header"
         );
+    }
+
+    #[test]
+    fn tls_fields_are_checked_and_named() {
+        let https = RawPrometheusConfig::with_url("https://prom:9090");
+        let cfg = https.validate().unwrap();
+        assert!(cfg.tls.roots.is_empty() && cfg.tls.identity.is_none());
+        let with = |tls: RawTlsConfig| RawPrometheusConfig {
+            tls: Some(tls),
+            ..https.clone()
+        };
+        assert_eq!(
+            field_of(RawPrometheusConfig {
+                tls: Some(RawTlsConfig::default()),
+                ..RawPrometheusConfig::with_url("http://prom:9090")
+            }),
+            "tls"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = with(RawTlsConfig {
+            ca_file: Some(missing),
+            ..RawTlsConfig::default()
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.field, "tls.ca_file");
+        assert!(err.reason.contains("cannot read"), "{err}");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        assert_eq!(
+            field_of(with(RawTlsConfig {
+                ca_file: Some(garbage.clone()),
+                ..RawTlsConfig::default()
+            })),
+            "tls.ca_file"
+        );
+        assert_eq!(
+            field_of(with(RawTlsConfig {
+                cert_file: Some(garbage.clone()),
+                ..RawTlsConfig::default()
+            })),
+            "tls.key_file"
+        );
+        assert_eq!(
+            field_of(with(RawTlsConfig {
+                cert_file: Some(garbage.clone()),
+                key_file: Some(garbage),
+                ..RawTlsConfig::default()
+            })),
+            "tls.cert_file"
+        );
+        assert_eq!(field_of(RawPrometheusConfig::with_url("ftp://prom")), "url");
     }
 
     #[test]
