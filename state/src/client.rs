@@ -202,7 +202,10 @@ impl StoreClient {
             })
             .await?
             .into_inner();
-        Ok((reply.applied_index, codec::decode_state("result", &reply.result)?))
+        Ok((
+            reply.applied_index,
+            codec::decode_state("result", &reply.result)?,
+        ))
     }
 
     /// Streams the changes of every applied entry from `from_index` on. The stream ends with an

@@ -445,14 +445,18 @@ async fn a_state_larger_than_one_message_replicates_restarts_and_reads() {
             .0;
     }
     c.wait_applied(&rest, last, LONG).await;
-    wait_until(LONG, "the leader purged the log the cut-off node needs", || {
-        c.node(new)
-            .raft
-            .metrics()
-            .borrow()
-            .purged
-            .is_some_and(|p| p.index > behind_last_log + 1)
-    })
+    wait_until(
+        LONG,
+        "the leader purged the log the cut-off node needs",
+        || {
+            c.node(new)
+                .raft
+                .metrics()
+                .borrow()
+                .purged
+                .is_some_and(|p| p.index > behind_last_log + 1)
+        },
+    )
     .await;
     c.faults.heal();
     c.wait_applied(&ALL, last, Duration::from_secs(60)).await;
@@ -482,7 +486,11 @@ async fn a_state_larger_than_one_message_replicates_restarts_and_reads() {
     c.wait_leader(&ALL, LONG).await;
     c.wait_applied(&ALL, last, Duration::from_secs(60)).await;
     for id in ALL {
-        assert_eq!(c.digest(id), before, "node {id} after restarting from its snapshot");
+        assert_eq!(
+            c.digest(id),
+            before,
+            "node {id} after restarting from its snapshot"
+        );
     }
     c.shutdown().await;
 }

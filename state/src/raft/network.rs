@@ -217,9 +217,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         if data.len() > APPEND_BYTES_MAX && rpc.entries.len() > 1 {
             let per_entry = data.len() / rpc.entries.len();
             let hint = (APPEND_BYTES_MAX / per_entry.max(1)).clamp(1, rpc.entries.len() - 1);
-            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(
-                hint as u64,
-            )));
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint as u64),
+            ));
         }
         self.call_encoded(RPCTypes::AppendEntries, data, option.hard_ttl())
             .await
