@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Tocsin's whole test suite. First installs the system packages the tests need when they
-# are missing (Debian: Redis, Prometheus + promtool, Alertmanager's amtool, nftables), so a fresh machine needs nothing
-# else. Tests never skip: a test whose real component is missing fails and says how to install
-# it.
+# are missing (Debian: Redis, Prometheus + promtool, Alertmanager's amtool, nftables,
+# iproute2, openssl for the datasource TLS test's certificates), so a fresh machine needs
+# nothing else. The chaos scenario S4 also needs root (it makes its own network namespaces). Tests never skip: a test whose real component is missing
+# fails and says how to install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if ((${#missing[@]})); then
   sudo=""

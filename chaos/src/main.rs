@@ -5,16 +5,21 @@
 //! - `tocsin-chaos run --scenario S2 --seed 42` (or `--all --seeds N`) runs scenarios of
 //!   SCENARIOS.md against a real cluster of the `tocsin` binary (`--tocsin PATH`, else the
 //!   one next to this executable), prints a table and writes one `report.json` per run.
+//!   When a selected scenario cuts links between zones (S4), the process first enters a
+//!   private network namespace (root, iproute2 and nftables needed), before the runtime
+//!   starts any thread.
 //! - `tocsin-chaos kill-zone b --cluster DIR/cluster.json` SIGKILLs every node and worker of
 //!   zone b of a cluster started by `tocsin dev` (or by the harness).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use tocsin_chaos::harness::netns::{self, Hub};
 use tocsin_chaos::harness::{self, RunConfig, ScenarioId};
 use tocsin_chaos::set::EmulatorSet;
 
@@ -50,7 +55,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Scenario to run (S1, S2, S3, S9, S10, S11, S12).
+    /// Scenario to run (S1, S2, S3, S4, S9, S10, S11, S12).
     #[arg(long, conflicts_with = "all", required_unless_present = "all")]
     scenario: Option<String>,
     /// Run every implemented scenario.
@@ -83,6 +88,14 @@ fn main() {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
+    // Namespaces are per thread: the hub must be entered before the runtime's threads exist.
+    let hub = match enter_hub_if_needed(&cli) {
+        Ok(hub) => hub,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -90,7 +103,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, hub)) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(err) => {
@@ -100,11 +113,31 @@ fn main() {
     }
 }
 
+/// The private hub namespace, when a selected scenario needs one.
+fn enter_hub_if_needed(cli: &Cli) -> anyhow::Result<Option<Arc<Hub>>> {
+    let Command::Run(args) = &cli.command else {
+        return Ok(None);
+    };
+    if !selected(args)?.iter().any(|s| s.needs_private_network()) {
+        return Ok(None);
+    }
+    let hub = netns::enter_private_hub().context("entering a private network namespace")?;
+    Ok(Some(Arc::new(hub)))
+}
+
+/// The scenarios `args` select.
+fn selected(args: &RunArgs) -> anyhow::Result<Vec<ScenarioId>> {
+    Ok(match &args.scenario {
+        Some(s) => vec![s.parse()?],
+        None => ScenarioId::ALL.to_vec(),
+    })
+}
+
 /// Ok(false): the command ran but a scenario failed (or a kill did not land).
-async fn run(cli: Cli) -> anyhow::Result<bool> {
+async fn run(cli: Cli, hub: Option<Arc<Hub>>) -> anyhow::Result<bool> {
     match cli.command {
         Command::Emulators { dir } => emulators(dir).await.map(|()| true),
-        Command::Run(args) => run_scenarios(args).await,
+        Command::Run(args) => run_scenarios(args, hub).await,
         Command::KillZone { zone, cluster } => kill_zone(&zone, &cluster),
     }
 }
@@ -130,7 +163,8 @@ fn kill_zone(zone: &str, cluster: &std::path::Path) -> anyhow::Result<bool> {
     Ok(all)
 }
 
-async fn run_scenarios(args: RunArgs) -> anyhow::Result<bool> {
+async fn run_scenarios(args: RunArgs, hub: Option<Arc<Hub>>) -> anyhow::Result<bool> {
+    let scenarios = selected(&args)?;
     let binary = match args.tocsin {
         Some(p) => p,
         None => std::env::current_exe()
@@ -142,10 +176,6 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<bool> {
         "no tocsin binary at {} (build it, or pass --tocsin PATH)",
         binary.display()
     );
-    let scenarios: Vec<ScenarioId> = match &args.scenario {
-        Some(s) => vec![s.parse()?],
-        None => ScenarioId::ALL.to_vec(),
-    };
     let base = match args.seed {
         Some(s) => s,
         None => rand::random::<u32>().into(),
@@ -169,6 +199,7 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<bool> {
                 binary: binary.clone(),
                 dir: root.join(format!("{}-{seed}", scenario.as_str())),
                 duration: std::time::Duration::from_secs(args.duration_s),
+                hub: hub.clone(),
             };
             println!(
                 "running {} seed {seed}   replay: {}",

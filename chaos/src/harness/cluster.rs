@@ -1,6 +1,8 @@
 //! The launcher: a real cluster from the built `tocsin` binary. One node per zone (zones `a`,
-//! `b`, `c`), `workers_per_zone` workers in each, own data dirs under the run's directory,
-//! loopback ports from the OS. Each node's embedded datasource scrapes the harness's
+//! `b`, `c`), `workers_per_zone` workers in each, own data dirs under the run's directory.
+//! The [`Network`] decides where the processes live: on loopback with ports from the OS, or
+//! each zone in its own network namespace behind the hub ([`super::netns`]), where links
+//! between zones can be cut. Each node's embedded datasource scrapes the harness's
 //! exporter; each worker evaluates through its zone's node behind a [`TcpProxy`] the
 //! harness can switch off. The launcher writes `cluster.json` in the format `tocsin dev`
 //! uses, so `tocsin-chaos kill-zone` works on either.
@@ -14,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster_file::{ClusterFile, ProcessEntry};
 use super::error::HarnessError;
+use super::netns::{NODE_GRPC_PORT, NODE_HTTP_PORT, Network};
 use super::process::{Proc, Role};
 use super::proxy::TcpProxy;
 
@@ -41,6 +44,8 @@ pub struct ClusterSpec {
     pub claim_timeout_ms: u64,
     /// The workers' `--provider-timeout-ms`.
     pub provider_timeout_ms: u64,
+    /// Loopback, or one network namespace per zone.
+    pub network: Network,
 }
 
 /// A running cluster. Dropping it kills every process.
@@ -52,6 +57,8 @@ pub struct Cluster {
     pub datasource_proxies: BTreeMap<String, TcpProxy>,
     dir: PathBuf,
     http: reqwest::Client,
+    /// Declared after `procs`: the namespaces outlive the processes in them.
+    network: Network,
 }
 
 fn free_addr() -> Result<String, HarnessError> {
@@ -80,14 +87,14 @@ impl Cluster {
         );
         std::fs::write(&config, toml).map_err(|e| HarnessError::io(&config, e))?;
         let mut addrs = Vec::new();
-        for _ in &spec.zones {
-            addrs.push((free_addr()?, free_addr()?));
+        for zone in &spec.zones {
+            addrs.push(node_addrs(&spec.network, zone)?);
         }
-        let mut procs = node_procs(spec, &config, &addrs);
+        let mut procs = node_procs(spec, &config, &addrs)?;
         let join: Vec<&str> = addrs.iter().map(|(g, _)| g.as_str()).collect();
         let mut datasource_proxies = BTreeMap::new();
         for ((_, http), zone) in addrs.iter().zip(&spec.zones) {
-            let proxy = TcpProxy::start(http.clone(), stop).await?;
+            let proxy = TcpProxy::start(http.clone(), spec.network.host_ip(), stop).await?;
             for k in 1..=spec.workers_per_zone {
                 let id = format!("w-{zone}-{k}");
                 let args = vec![
@@ -101,14 +108,17 @@ impl Cluster {
                     format!("--claim-timeout-ms={}", spec.claim_timeout_ms),
                     format!("--provider-timeout-ms={}", spec.provider_timeout_ms),
                 ];
-                procs.push(Proc::new(
-                    Role::Worker,
-                    &id,
-                    zone,
-                    &spec.binary,
-                    args,
-                    spec.dir.join(format!("{id}.log")),
-                ));
+                procs.push(
+                    Proc::new(
+                        Role::Worker,
+                        &id,
+                        zone,
+                        &spec.binary,
+                        args,
+                        spec.dir.join(format!("{id}.log")),
+                    )
+                    .in_netns(spec.network.netns_of(zone)?),
+                );
             }
             datasource_proxies.insert(zone.clone(), proxy);
         }
@@ -128,6 +138,7 @@ impl Cluster {
             datasource_proxies,
             dir: spec.dir.clone(),
             http,
+            network: spec.network.clone(),
         };
         cluster.write_cluster_file()?;
         Ok(cluster)
@@ -158,11 +169,14 @@ impl Cluster {
         file.write(&self.dir.join("cluster.json"))
     }
 
-    /// Nodes' gRPC addresses, those outside `avoid_zone` first.
+    /// Nodes' gRPC addresses, leaving out `avoid_zone`'s. Left out, not merely last: the
+    /// store client starts from a random seed, and a node that is cut off (rather than
+    /// killed) keeps a watch stream open without sending anything.
     pub fn seeds(&self, avoid_zone: Option<&str>) -> Vec<String> {
-        let mut nodes: Vec<&Proc> = self.nodes().collect();
-        nodes.sort_by_key(|p| Some(p.zone.as_str()) == avoid_zone);
-        nodes.iter().map(|p| p.grpc.clone()).collect()
+        self.nodes()
+            .filter(|p| Some(p.zone.as_str()) != avoid_zone)
+            .map(|p| p.grpc.clone())
+            .collect()
     }
 
     /// The node processes.
@@ -201,16 +215,22 @@ impl Cluster {
         None
     }
 
-    /// The status as the leader sees it (its balancer is the acting one).
+    /// The status as the leader sees it (its balancer is the acting one). A node cut off
+    /// from the others may still believe it leads: of the nodes that say they lead, the one
+    /// with the highest term wins.
     pub async fn leader_status(&self) -> Option<Value> {
+        let mut best: Option<Value> = None;
         for n in self.nodes().filter(|n| n.is_running()) {
             if let Some(s) = self.status_of(&n.http).await
                 && s["leader"].as_u64().map(|l| l.to_string()).as_deref() == Some(n.id.as_str())
+                && best
+                    .as_ref()
+                    .is_none_or(|b| s["term"].as_u64() > b["term"].as_u64())
             {
-                return Some(s);
+                best = Some(s);
             }
         }
-        None
+        best
     }
 
     /// `GET /api/v1/status` of one node.
@@ -320,18 +340,59 @@ impl Cluster {
         self.write_cluster_file()
     }
 
-    /// Kills every process (the run is over; nothing needs a clean exit).
+    /// Cuts every link between `zone` and the other zones (its processes keep running and
+    /// keep reaching the harness). Needs the namespaced network.
+    pub async fn partition(&self, zone: &str) -> Result<(), HarnessError> {
+        self.zone_net()?.partition(zone).await
+    }
+
+    /// Removes the partition; returns how many packets it dropped.
+    pub async fn heal(&self) -> Result<u64, HarnessError> {
+        self.zone_net()?.heal().await
+    }
+
+    fn zone_net(&self) -> Result<&super::netns::ZoneNet, HarnessError> {
+        self.network.zones().ok_or_else(|| HarnessError::Tool {
+            command: "partitioning a zone".into(),
+            reason: "the cluster runs on loopback; partitions need the namespaced network".into(),
+        })
+    }
+
+    /// Kills every process (the run is over; nothing needs a clean exit), then deletes the
+    /// zones' namespaces.
     pub async fn shutdown(&mut self) {
         for p in &mut self.procs {
             if let Err(err) = p.kill().await {
                 tracing::warn!(%err, "killing a cluster process");
             }
         }
+        if let Some(net) = self.network.zones() {
+            net.remove().await;
+        }
+    }
+}
+
+/// A node's gRPC and HTTP addresses: free loopback ports, or the zone's address with fixed
+/// ports (the zone's namespace is private to it).
+fn node_addrs(network: &Network, zone: &str) -> Result<(String, String), HarnessError> {
+    match network.zones() {
+        None => Ok((free_addr()?, free_addr()?)),
+        Some(net) => {
+            let ip = net.zone_ip(zone)?;
+            Ok((
+                format!("{ip}:{NODE_GRPC_PORT}"),
+                format!("{ip}:{NODE_HTTP_PORT}"),
+            ))
+        }
     }
 }
 
 /// The node processes: one per zone, each a voter, all scraping the exporter.
-fn node_procs(spec: &ClusterSpec, config: &Path, addrs: &[(String, String)]) -> Vec<Proc> {
+fn node_procs(
+    spec: &ClusterSpec,
+    config: &Path,
+    addrs: &[(String, String)],
+) -> Result<Vec<Proc>, HarnessError> {
     let peers: Vec<String> = addrs
         .iter()
         .zip(&spec.zones)
@@ -360,12 +421,13 @@ fn node_procs(spec: &ClusterSpec, config: &Path, addrs: &[(String, String)]) -> 
             &spec.binary,
             args,
             spec.dir.join(format!("n{id}.log")),
-        );
+        )
+        .in_netns(spec.network.netns_of(zone)?);
         p.grpc = grpc.clone();
         p.http = http.clone();
         procs.push(p);
     }
-    procs
+    Ok(procs)
 }
 
 /// Polls `cond` every [`POLL_EVERY`] until it returns `Some`, or fails naming `what`.

@@ -45,8 +45,25 @@ pub enum HarnessError {
     #[error("{path}: {reason}")]
     ClusterFile { path: PathBuf, reason: String },
     /// The scenario name is not one this harness knows.
-    #[error("unknown scenario `{0}` (known: S1, S2, S3, S9, S10, S11, S12)")]
+    #[error("unknown scenario `{0}` (known: S1, S2, S3, S4, S9, S10, S11, S12)")]
     UnknownScenario(String),
+    /// A system tool a scenario needs is not installed.
+    #[error("{tool} not found: apt-get install {package}")]
+    ToolMissing {
+        tool: &'static str,
+        package: &'static str,
+    },
+    /// A system tool (`ip`, `nft`) failed.
+    #[error("`{command}` failed: {reason}")]
+    Tool { command: String, reason: String },
+    /// The scenario cuts links between zones, which needs the run to be inside a private
+    /// network namespace.
+    #[error(
+        "{scenario} needs a private network namespace: call \
+         harness::netns::enter_private_hub() before building the runtime, and pass the hub \
+         in RunConfig::hub"
+    )]
+    NeedsPrivateNetwork { scenario: &'static str },
 }
 
 impl HarnessError {

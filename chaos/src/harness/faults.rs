@@ -2,6 +2,7 @@
 //! against the running cluster and the emulators.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use rand::Rng;
@@ -9,8 +10,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::checker::{FaultWindow, Observed};
-use super::cluster::wait_until;
+use super::cluster::{Cluster, wait_until};
 use super::error::HarnessError;
+use super::netns::bind_host;
 use super::process::Role;
 use super::scenario::{Run, ScenarioId, zone_window};
 use crate::pagerduty::{PagerDuty, PagerDutyConfig};
@@ -40,12 +42,18 @@ pub struct Emulators {
 }
 
 impl Emulators {
-    /// Starts them on loopback.
-    pub async fn start(stop: &CancellationToken) -> Result<Self, HarnessError> {
+    /// Starts them on free ports of `ip` (loopback, or the hub's address in a namespaced
+    /// run).
+    pub async fn start(ip: IpAddr, stop: &CancellationToken) -> Result<Self, HarnessError> {
+        let hook = |what| bind_host(ip, what);
         Ok(Self {
-            hook_a: WebhookSink::start_local(stop).await?,
-            hook_b: WebhookSink::start_local(stop).await?,
-            pagerduty: PagerDuty::start_local(PagerDutyConfig::default(), stop).await?,
+            hook_a: WebhookSink::start(hook("webhook team-a").await?, stop)?,
+            hook_b: WebhookSink::start(hook("webhook team-b").await?, stop)?,
+            pagerduty: PagerDuty::start(
+                hook("pagerduty").await?,
+                PagerDutyConfig::default(),
+                stop,
+            )?,
         })
     }
 
@@ -95,6 +103,8 @@ pub struct Plan {
     pub at_ms: i64,
     /// How long it lasts, ms.
     pub hold_ms: i64,
+    /// S4: whether the seed aimed at the leader's zone (else at a follower's).
+    pub aim_at_leader: bool,
 }
 
 /// Draws the plan of `scenario` from the run's seeded generator.
@@ -115,6 +125,26 @@ pub(crate) async fn plan(scenario: ScenarioId, run: &mut Run) -> Plan {
             let leader_zone = run.cluster.leader().await.map(|(_, z)| z);
             p.avoid_zone.clone_from(&leader_zone);
             p.zone = leader_zone;
+        }
+        ScenarioId::S4 => {
+            // The seed picks the case (the leader's zone or a follower's, both worth
+            // covering), then which follower; the leader is whoever won the election.
+            p.aim_at_leader = run.rng.random_bool(0.5);
+            let leader_zone = run.cluster.leader().await.map(|(_, z)| z);
+            let followers: Vec<&String> = zones
+                .iter()
+                .filter(|z| Some(*z) != leader_zone.as_ref())
+                .collect();
+            let pick = followers
+                .get(run.rng.random_range(0..followers.len().max(1)))
+                .map(|z| (*z).clone());
+            let z = if p.aim_at_leader {
+                leader_zone.or(pick)
+            } else {
+                pick
+            };
+            p.avoid_zone.clone_from(&z);
+            p.zone = z;
         }
         ScenarioId::S9 => {
             let workers: Vec<String> = run
@@ -146,6 +176,7 @@ pub(crate) async fn execute(
             kill_and_restart_zone(run, &zone, plan).await
         }
         ScenarioId::S3 => kill_leader_zone(run, plan).await,
+        ScenarioId::S4 => super::partition::execute(run, plan).await,
         ScenarioId::S9 => pause_worker(run, plan).await,
         ScenarioId::S10 => receiver_faults(run).await,
         ScenarioId::S11 => datasource_down(run, plan).await,
@@ -157,12 +188,7 @@ pub(crate) async fn execute(
 pub(crate) async fn after(scenario: ScenarioId, run: &mut Run) {
     match scenario {
         ScenarioId::S3 => {
-            let mut leaders = BTreeSet::new();
-            for n in run.cluster.nodes().filter(|n| n.is_running()) {
-                if let Some(s) = run.cluster.status_of(&n.http).await {
-                    leaders.insert(s["leader"].as_u64());
-                }
-            }
+            let leaders = leaders_at_end(&run.cluster).await;
             run.extra.insert("leaders_at_end".into(), json!(leaders));
             if leaders.len() != 1 || leaders.contains(&None) {
                 run.failures.push(format!(
@@ -170,6 +196,7 @@ pub(crate) async fn after(scenario: ScenarioId, run: &mut Run) {
                 ));
             }
         }
+        ScenarioId::S4 => super::partition::after(run).await,
         ScenarioId::S12 => {
             let rules = run.cluster.get_json("/api/v1/rules").await;
             let kept = rules.is_some_and(|r| r.to_string().contains("load-0"));
@@ -181,6 +208,17 @@ pub(crate) async fn after(scenario: ScenarioId, run: &mut Run) {
         }
         _ => {}
     }
+}
+
+/// The leader each running node reports (`None`: it knows of none).
+pub(crate) async fn leaders_at_end(cluster: &Cluster) -> BTreeSet<Option<u64>> {
+    let mut leaders = BTreeSet::new();
+    for n in cluster.nodes().filter(|n| n.is_running()) {
+        if let Some(s) = cluster.status_of(&n.http).await {
+            leaders.insert(s["leader"].as_u64());
+        }
+    }
+    leaders
 }
 
 /// Kills the zone holding the Raft leader, waits for a new leader, restarts the zone.

@@ -5,9 +5,13 @@
 //!
 //! # Layout
 //!
-//! - [`process`]: one child process (spawn, SIGKILL, SIGSTOP/SIGCONT, SIGTERM).
+//! - [`process`]: one child process (spawn, SIGKILL, SIGSTOP/SIGCONT, SIGTERM), optionally
+//!   inside a zone's network namespace.
 //! - [`cluster`]: the launcher (one node per zone, workers per zone, data dirs, loopback
-//!   ports from the OS, `cluster.json`) and the cluster's HTTP API as the harness uses it.
+//!   ports from the OS or zone namespaces, `cluster.json`) and the cluster's HTTP API as the
+//!   harness uses it.
+//! - [`netns`]: the private hub namespace, one namespace per zone joined to it by veth
+//!   pairs, and the nftables partition switch (S4).
 //! - [`cluster_file`]: `cluster.json` (shared with `tocsin dev`) and `kill-zone`.
 //! - [`proxy`]: an in-process TCP proxy with an off switch (the workers' datasource link).
 //! - [`workload`]: the seeded metric script, the exporter the nodes scrape, the rules and
@@ -17,6 +21,7 @@
 //! - [`checker`]: deliveries vs the oracle, and the log (fencing audit, evaluation gaps,
 //!   detection and reassignment times): the figures.
 //! - [`faults`]: each scenario's seeded plan and its execution.
+//! - [`partition`]: S4's cut, what it observes on both sides, the heal, its criteria.
 //! - [`scenario`]: scenario ids, [`scenario::run`], pass criteria.
 //! - [`report`]: the JSON report and the terminal table.
 //! - [`timeline`]: the run as an SVG (evaluations, expected and received notifications,
@@ -30,7 +35,9 @@ pub mod cluster;
 pub mod cluster_file;
 pub mod error;
 pub mod faults;
+pub mod netns;
 pub mod oracle;
+pub mod partition;
 pub mod process;
 pub mod proxy;
 pub mod recorder;

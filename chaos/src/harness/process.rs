@@ -1,5 +1,7 @@
 //! One `tocsin` child process the harness launched: its role, zone, arguments and log, and
-//! the signals a scenario sends it (SIGKILL, SIGSTOP, SIGCONT, SIGTERM).
+//! the signals a scenario sends it (SIGKILL, SIGSTOP, SIGCONT, SIGTERM). A process of a
+//! namespaced run starts under `ip netns exec ZONE_NS` (which execs: the pid is the
+//! process's own, so the signals reach it).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +53,8 @@ pub struct Proc {
     binary: PathBuf,
     args: Vec<String>,
     log: PathBuf,
+    /// The network namespace it runs in (`None`: the harness's own).
+    netns: Option<String>,
     child: Option<Child>,
     stopped: bool,
 }
@@ -74,9 +78,16 @@ impl Proc {
             binary: binary.to_path_buf(),
             args,
             log,
+            netns: None,
             child: None,
             stopped: false,
         }
+    }
+
+    /// Runs the process inside the network namespace `netns` (an `ip netns` name).
+    pub fn in_netns(mut self, netns: Option<String>) -> Self {
+        self.netns = netns;
+        self
     }
 
     /// A short name for messages: `node 2 (zone b)`.
@@ -94,7 +105,15 @@ impl Proc {
         let err_file = file
             .try_clone()
             .map_err(|e| HarnessError::io(&self.log, e))?;
-        let child = Command::new(&self.binary)
+        let mut command = match &self.netns {
+            None => Command::new(&self.binary),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.as_str()]).arg(&self.binary);
+                c
+            }
+        };
+        let child = command
             .args(&self.args)
             .env("TOCSIN_LOG", "info,openraft=warn")
             .stdout(file)
@@ -102,9 +121,17 @@ impl Proc {
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| HarnessError::Spawn {
-                what: self.name(),
-                source,
+            .map_err(|source| match &self.netns {
+                Some(_) if source.kind() == std::io::ErrorKind::NotFound => {
+                    HarnessError::ToolMissing {
+                        tool: "ip",
+                        package: "iproute2",
+                    }
+                }
+                _ => HarnessError::Spawn {
+                    what: self.name(),
+                    source,
+                },
             })?;
         self.child = Some(child);
         self.stopped = false;

@@ -2,12 +2,14 @@
 //! one, so a scenario can take the datasource down (every open connection is cut, new ones
 //! are refused) without touching the node that serves it.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::error::HarnessError;
+use super::netns::bind_host;
 
 /// A running proxy. Dropping it stops accepting.
 #[derive(Debug)]
@@ -26,15 +28,14 @@ struct Switch {
 }
 
 impl TcpProxy {
-    /// Forwards a loopback port to `upstream` until `stop` fires.
-    pub async fn start(upstream: String, stop: &CancellationToken) -> Result<Self, HarnessError> {
-        let listener =
-            TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|source| HarnessError::Bind {
-                    what: "a proxy",
-                    source,
-                })?;
+    /// Forwards a free port on `ip` (loopback, or the hub's address in a namespaced run) to
+    /// `upstream` until `stop` fires.
+    pub async fn start(
+        upstream: String,
+        ip: IpAddr,
+        stop: &CancellationToken,
+    ) -> Result<Self, HarnessError> {
+        let listener = bind_host(ip, "a proxy").await?;
         let addr = listener
             .local_addr()
             .map_err(|source| HarnessError::Bind {

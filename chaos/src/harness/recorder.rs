@@ -46,7 +46,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts recording from index 0 through `seeds` (gRPC addresses, preferred first).
+    /// Starts recording from index 0 through any of `seeds` (gRPC addresses).
     pub fn start(seeds: Vec<String>) -> Result<Self, ServiceError> {
         let client = StoreClient::new(seeds)?.with_deadline(CALL_DEADLINE);
         let shared = Arc::new(Mutex::new(Recording::default()));

@@ -17,7 +17,9 @@ use super::checker::{self, FaultWindow, Figures};
 use super::cluster::{Cluster, ClusterSpec, wait_until};
 use super::error::HarnessError;
 use super::faults::{self, Emulators};
+use super::netns::{Hub, Network, ZoneNet};
 use super::oracle;
+use super::partition;
 use super::recorder::Recorder;
 use super::report::{FaultEvent, Report};
 use super::workload::{Exporter, NAMESPACE, RULE_GROUPS, Script, Timing};
@@ -46,6 +48,8 @@ pub enum ScenarioId {
     S2,
     /// Kill the zone that holds the Raft leader.
     S3,
+    /// Partition one zone from the others (processes alive), then heal.
+    S4,
     /// SIGSTOP one worker past its lease, then SIGCONT.
     S9,
     /// Receivers answer 5xx, 429 with Retry-After, or hang.
@@ -58,10 +62,11 @@ pub enum ScenarioId {
 
 impl ScenarioId {
     /// Every implemented scenario, in matrix order.
-    pub const ALL: [ScenarioId; 7] = [
+    pub const ALL: [ScenarioId; 8] = [
         Self::S1,
         Self::S2,
         Self::S3,
+        Self::S4,
         Self::S9,
         Self::S10,
         Self::S11,
@@ -74,10 +79,34 @@ impl ScenarioId {
             Self::S1 => "S1",
             Self::S2 => "S2",
             Self::S3 => "S3",
+            Self::S4 => "S4",
             Self::S9 => "S9",
             Self::S10 => "S10",
             Self::S11 => "S11",
             Self::S12 => "S12",
+        }
+    }
+
+    /// Whether the scenario cuts links between zones, so that its cluster must run with one
+    /// network namespace per zone (and the harness inside a private hub namespace, see
+    /// [`super::netns::enter_private_hub`]).
+    pub fn needs_private_network(self) -> bool {
+        self == Self::S4
+    }
+
+    /// Mixed into the seed so that two scenarios with the same seed differ. Fixed per
+    /// scenario (not the declaration order), so a seed replays the same run whatever
+    /// scenarios are added.
+    fn seed_salt(self) -> u64 {
+        match self {
+            Self::S1 => 0,
+            Self::S2 => 1,
+            Self::S3 => 2,
+            Self::S9 => 3,
+            Self::S10 => 4,
+            Self::S11 => 5,
+            Self::S12 => 6,
+            Self::S4 => 7,
         }
     }
 }
@@ -106,6 +135,10 @@ pub struct RunConfig {
     pub dir: PathBuf,
     /// How long the scripted workload lasts.
     pub duration: Duration,
+    /// The private network namespace the caller runs in (from
+    /// [`super::netns::enter_private_hub`]); required by the scenarios that
+    /// [`ScenarioId::needs_private_network`], unused by the others.
+    pub hub: Option<Arc<Hub>>,
 }
 
 impl RunConfig {
@@ -133,6 +166,8 @@ pub(crate) struct Run {
     pub(crate) end_of_script_ms: i64,
     /// Windows (wall ms) in which no evaluation could read the datasource.
     pub(crate) blind: Vec<oracle::Blind>,
+    /// What S4 observed around its partition.
+    pub(crate) partition: Option<partition::Facts>,
 }
 
 impl Run {
@@ -162,8 +197,9 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
     let stop = CancellationToken::new();
     let _stop_guard = stop.clone().drop_guard();
     // One seed, mixed with the scenario so S2 and S3 with the same seed differ.
-    let mut rng =
-        StdRng::seed_from_u64(cfg.seed ^ (cfg.scenario as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = StdRng::seed_from_u64(
+        cfg.seed ^ cfg.scenario.seed_salt().wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     let zones: Vec<String> = ["a", "b", "c"].iter().map(|z| (*z).to_string()).collect();
     let workers_per_zone = match cfg.scenario {
         // A paused worker must not be its zone's only one (that would be a dead zone).
@@ -177,8 +213,19 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         duration_ms,
         Timing::default(),
     ));
-    let emulators = Emulators::start(&stop).await?;
-    let exporter = Exporter::start(script.clone(), &stop).await?;
+    let network = if cfg.scenario.needs_private_network() {
+        let hub = cfg
+            .hub
+            .as_deref()
+            .ok_or(HarnessError::NeedsPrivateNetwork {
+                scenario: cfg.scenario.as_str(),
+            })?;
+        Network::Namespaced(Arc::new(ZoneNet::create(hub, &zones).await?))
+    } else {
+        Network::Loopback
+    };
+    let emulators = Emulators::start(network.host_ip(), &stop).await?;
+    let exporter = Exporter::start(script.clone(), network.host_ip(), &stop).await?;
     let spec = ClusterSpec {
         binary: cfg.binary.clone(),
         dir: cfg.dir.clone(),
@@ -187,6 +234,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         scrape_target: exporter.addr.clone(),
         claim_timeout_ms: 3000,
         provider_timeout_ms: 5000,
+        network,
     };
     let cluster = Cluster::launch(&spec, &stop).await?;
     let mut run = Run {
@@ -200,12 +248,16 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         failures: Vec::new(),
         end_of_script_ms: 0,
         blind: Vec::new(),
+        partition: None,
     };
     let result = drive(cfg, &mut run, &script, &exporter).await;
     run.cluster.shutdown().await;
     let (figures, end_ms) = result?;
     let _ = end_ms;
     judge(cfg.scenario, &figures, &mut run.failures);
+    if cfg.scenario == ScenarioId::S4 {
+        partition::judge(run.partition.as_ref(), &mut run.failures);
+    }
     let report = Report {
         scenario: cfg.scenario.as_str().into(),
         seed: cfg.seed,
@@ -232,7 +284,8 @@ async fn drive(
     exporter: &Exporter,
 ) -> Result<(Figures, i64), HarnessError> {
     run.cluster.wait_ready(READY_TIMEOUT).await?;
-    // Decide the fault's zone now, so the recorder can avoid the node it will lose.
+    // Decide the fault's zone now, so the recorder can avoid the node it will lose (or that
+    // will be cut off: its watch stream would stall without an error).
     let plan = faults::plan(cfg.scenario, run).await;
     let recorder = Recorder::start(run.cluster.seeds(plan.avoid_zone.as_deref())).map_err(|e| {
         HarnessError::Api {
@@ -360,7 +413,7 @@ fn judge(scenario: ScenarioId, f: &Figures, failures: &mut Vec<String>) {
             );
             need(f.spurious == 0, format!("spurious {} (want 0)", f.spurious));
         }
-        ScenarioId::S2 | ScenarioId::S3 => {
+        ScenarioId::S2 | ScenarioId::S3 | ScenarioId::S4 => {
             need(
                 f.duplicates_idempotent == 0,
                 format!("duplicates_idempotent {} (want 0)", f.duplicates_idempotent),

@@ -9,13 +9,13 @@
 //! receiver: the oracle needs no knowledge of Tocsin's grouping beyond `group_wait`.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::error::HarnessError;
@@ -213,9 +213,11 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Serves `script` at `/metrics` on a loopback port until `stop` fires.
+    /// Serves `script` at `/metrics` on a free port of `ip` (loopback, or the hub's address
+    /// in a namespaced run) until `stop` fires.
     pub async fn start(
         script: Arc<Script>,
+        ip: IpAddr,
         stop: &CancellationToken,
     ) -> Result<Self, HarnessError> {
         let start_ms = Arc::new(AtomicI64::new(0));
@@ -229,13 +231,7 @@ impl Exporter {
                 async move { text }
             }),
         );
-        let listener =
-            TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|source| HarnessError::Bind {
-                    what: "the exporter",
-                    source,
-                })?;
+        let listener = super::netns::bind_host(ip, "the exporter").await?;
         let addr = listener
             .local_addr()
             .map_err(|source| HarnessError::Bind {
