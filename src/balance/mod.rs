@@ -49,6 +49,8 @@ pub struct BalancerHandle {
     zone_meta: Arc<Mutex<BTreeMap<(String, String), bool>>>,
     /// Since when each per-zone condition has held (ms), for the `for` delay.
     zone_meta_since: Arc<Mutex<BTreeMap<(String, String), i64>>>,
+    /// When a quorum last confirmed this node's leadership (see [`Self::is_leader`]).
+    quorum_ok_at: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl std::fmt::Debug for BalancerHandle {
@@ -69,6 +71,7 @@ impl BalancerHandle {
             last_handoff: Arc::default(),
             zone_meta: Arc::default(),
             zone_meta_since: Arc::default(),
+            quorum_ok_at: Arc::default(),
         })
     }
 
@@ -77,10 +80,53 @@ impl BalancerHandle {
         self.view.lock().expect("view lock").clone()
     }
 
+    /// Whether this node leads *and* a quorum confirmed it within one worker lease. openraft
+    /// 0.9 has no check-quorum: a leader cut off by a partition still believes it leads. Its
+    /// balancer must then stop acting and stop renewing its workers' leases, so that they
+    /// fence themselves and look for the majority's leader.
     pub(crate) fn is_leader(&self) -> bool {
+        self.raft_says_leader()
+            && self
+                .quorum_ok_at
+                .lock()
+                .expect("quorum lock")
+                .is_some_and(|t| t.elapsed() <= self.lease())
+    }
+
+    fn raft_says_leader(&self) -> bool {
         let m = self.node.raft.metrics();
         let m = m.borrow();
         m.current_leader == Some(m.id)
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.config.liveness.lease_ms.max(1) as u64)
+    }
+
+    /// Confirms leadership with a quorum every heartbeat interval while Raft says this node
+    /// leads, until `cancel`.
+    pub async fn confirm_quorum(self, cancel: CancellationToken) {
+        let period =
+            Duration::from_millis(self.config.liveness.heartbeat_interval_ms.max(50) as u64);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = cancel.cancelled() => return,
+            }
+            if !self.raft_says_leader() {
+                continue;
+            }
+            let asked = tokio::time::Instant::now();
+            let confirmed =
+                tokio::time::timeout(self.lease(), self.node.raft.ensure_linearizable())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            if confirmed {
+                *self.quorum_ok_at.lock().expect("quorum lock") = Some(asked);
+            }
+        }
     }
 
     /// Per-zone meta-alerts (replicated, routed like any alert), committed when they change:

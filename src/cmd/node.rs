@@ -203,6 +203,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     };
     tracker.spawn(balancer.clone().run(cancel.clone()));
+    tracker.spawn(balancer.clone().confirm_quorum(cancel.clone()));
     {
         // Scrapers and retention run in a JoinSet owned by one tracked task.
         let mut tasks = tokio::task::JoinSet::new();

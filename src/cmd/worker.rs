@@ -164,6 +164,13 @@ pub async fn run(args: WorkerArgs) -> i32 {
     let lease = Duration::from_millis(balancer.liveness.lease_ms as u64)
         .saturating_sub(heartbeat)
         .max(heartbeat);
+    let client = match StoreClient::new(args.join.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tocsin: invalid --join: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let config = SessionConfig {
         seeds: args.join.clone(),
         hello: Hello {
@@ -175,6 +182,7 @@ pub async fn run(args: WorkerArgs) -> i32 {
         heartbeat,
         lease,
         stat_path: Some(args.stat_file.clone()),
+        store: Some(client.clone()),
     };
     let prometheus = match (&args.datasource, &args.datasource_config) {
         (Some(url), _) => Some(RawPrometheusConfig::with_url(url)),
@@ -216,13 +224,6 @@ pub async fn run(args: WorkerArgs) -> i32 {
     let tracker = TaskTracker::new();
     let stats = Arc::new(WorkStats::default());
     let mut ownership = session::start(config, stats.clone(), cancel.clone(), &tracker);
-    let client = match StoreClient::new(args.join.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("tocsin: invalid --join: {e}");
-            return EXIT_USAGE;
-        }
-    };
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_millis(args.provider_timeout_ms))
         .build()

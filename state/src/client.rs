@@ -7,7 +7,10 @@
 //! transport failure, so every command must tolerate being applied twice: the state machine
 //! makes that safe (watermarks only move forward, outbox steps name their sequence number,
 //! fencing refuses stale epochs). A proposal's own server-side timeout is returned as
-//! [`ServiceError::Timeout`] (outcome unknown) and not retried.
+//! [`ServiceError::Timeout`] (outcome unknown) and not retried. One attempt on one node gets
+//! 1 s for a read and a quarter of the deadline (at least 1 s) for a proposal: a node that stays
+//! silent (cut off by a partition) is then treated like one that refused the connection,
+//! skipped for a while, and the others are tried.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,21 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 const MIN_BACKOFF: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Least time one attempt on one node gets (else a quarter of the call's deadline).
+const ATTEMPT_MIN: Duration = Duration::from_millis(1000);
+/// How long a node that answered nothing is skipped when picking a seed.
+const SILENT_AVOID: Duration = Duration::from_secs(5);
+
+/// What a call needs of the node it reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    /// A proposal: the leader, and time for the commit.
+    Propose,
+    /// A linearizable read: the leader.
+    Leader,
+    /// Any node that answers.
+    AnyNode,
+}
 
 /// A client of the store service.
 #[derive(Clone, Debug)]
@@ -36,6 +54,8 @@ pub struct StoreClient {
     seeds: Arc<Vec<String>>,
     leader: Arc<Mutex<Option<String>>>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Nodes that recently did not answer at all, and until when they are avoided.
+    silent: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
     deadline: Duration,
 }
 
@@ -57,6 +77,7 @@ impl StoreClient {
             seeds: Arc::new(seeds),
             leader: Arc::default(),
             channels: Arc::default(),
+            silent: Arc::default(),
             deadline: DEFAULT_DEADLINE,
         })
     }
@@ -90,7 +111,7 @@ impl StoreClient {
 
     /// Runs `call` against the leader (or, with `any_node`, the first node that answers),
     /// following redirects and retrying until the deadline.
-    async fn run<T, F, Fut>(&self, any_node: bool, mut call: F) -> Result<T, ServiceError>
+    async fn run<T, F, Fut>(&self, kind: Call, mut call: F) -> Result<T, ServiceError>
     where
         F: FnMut(PbClient<Channel>, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
@@ -115,13 +136,20 @@ impl StoreClient {
                 .lock()
                 .expect("leader cache poisoned")
                 .clone()
-                .unwrap_or_else(|| {
-                    seed = (seed + 1) % self.seeds.len();
-                    self.seeds[seed].clone()
-                });
+                .unwrap_or_else(|| self.next_seed(&mut seed));
+            // One node gets a share of the deadline, not all of it: a node cut off by a
+            // partition answers nothing (no reset arrives), and the call must reach the others
+            // in time.
             let remaining = deadline - now;
-            let result =
-                tokio::time::timeout(remaining, call(self.client(&target)?, remaining)).await;
+            // A commit may wait on fsyncs under load; a read is answered at once.
+            let share = if kind == Call::Propose {
+                (self.deadline / 4).max(ATTEMPT_MIN)
+            } else {
+                ATTEMPT_MIN
+            };
+            let any_node = kind == Call::AnyNode;
+            let attempt = remaining.min(share);
+            let result = tokio::time::timeout(attempt, call(self.client(&target)?, attempt)).await;
             let err = match result {
                 Ok(Ok(v)) => {
                     if !any_node {
@@ -130,6 +158,16 @@ impl StoreClient {
                     return Ok(v);
                 }
                 Ok(Err(status)) => ServiceError::from_status(&status),
+                Err(_) if attempt < remaining => {
+                    // Transport-level silence: retried elsewhere like a failed connection
+                    // (every command tolerates being applied twice, see the module docs), and
+                    // the node is avoided for a while.
+                    self.silent
+                        .lock()
+                        .expect("silent cache poisoned")
+                        .insert(target.clone(), tokio::time::Instant::now() + SILENT_AVOID);
+                    ServiceError::Unavailable(format!("no answer from {target} within {attempt:?}"))
+                }
                 Err(_) => {
                     ServiceError::Timeout(format!("no answer from {target} within the deadline"))
                 }
@@ -141,7 +179,13 @@ impl StoreClient {
                     continue; // a redirect is worth an immediate retry
                 }
                 e if e.is_retryable() && !matches!(e, ServiceError::Timeout(_)) => {
-                    *self.leader.lock().expect("leader cache poisoned") = None;
+                    // Forget the leader only if it is the node that failed: a newer hint
+                    // (`prefer_leader`, another call's redirect) is kept.
+                    let mut leader = self.leader.lock().expect("leader cache poisoned");
+                    if leader.as_deref() == Some(target.as_str()) {
+                        *leader = None;
+                    }
+                    drop(leader);
                     last_err = err;
                 }
                 _ => return Err(err),
@@ -155,6 +199,31 @@ impl StoreClient {
         }
     }
 
+    /// Tells the client where the leader is (learnt elsewhere, e.g. from the node that accepted
+    /// a balancer session): the next call goes there first.
+    pub fn prefer_leader(&self, grpc: &str) {
+        *self.leader.lock().expect("leader cache poisoned") = Some(grpc.to_owned());
+        self.silent
+            .lock()
+            .expect("silent cache poisoned")
+            .remove(grpc);
+    }
+
+    /// The next seed after `seed` that has not gone silent recently (any, if all have).
+    fn next_seed(&self, seed: &mut usize) -> String {
+        let now = tokio::time::Instant::now();
+        let mut silent = self.silent.lock().expect("silent cache poisoned");
+        silent.retain(|_, until| *until > now);
+        for _ in 0..self.seeds.len() {
+            *seed = (*seed + 1) % self.seeds.len();
+            if !silent.contains_key(&self.seeds[*seed]) {
+                return self.seeds[*seed].clone();
+            }
+        }
+        *seed = (*seed + 1) % self.seeds.len();
+        self.seeds[*seed].clone()
+    }
+
     /// Proposes `commands` (committed together in one entry, in order); returns the entry's log
     /// index and one result per command.
     pub async fn propose(
@@ -163,7 +232,7 @@ impl StoreClient {
     ) -> Result<(u64, Vec<CommandResult>), ServiceError> {
         let payload = codec::encode(&commands);
         let reply = self
-            .run(false, |mut c, ttl| {
+            .run(Call::Propose, |mut c, ttl| {
                 let mut req = tonic::Request::new(ProposeRequest {
                     commands: payload.clone(),
                 });
@@ -192,14 +261,21 @@ impl StoreClient {
     ) -> Result<(u64, QueryResult), ServiceError> {
         let payload = codec::encode(query);
         let reply = self
-            .run(!linearizable, |mut c, ttl| {
-                let mut req = tonic::Request::new(ReadRequest {
-                    query: payload.clone(),
-                    linearizable,
-                });
-                req.set_timeout(ttl);
-                async move { c.read(req).await }
-            })
+            .run(
+                if linearizable {
+                    Call::Leader
+                } else {
+                    Call::AnyNode
+                },
+                |mut c, ttl| {
+                    let mut req = tonic::Request::new(ReadRequest {
+                        query: payload.clone(),
+                        linearizable,
+                    });
+                    req.set_timeout(ttl);
+                    async move { c.read(req).await }
+                },
+            )
             .await?
             .into_inner();
         Ok((
@@ -216,7 +292,7 @@ impl StoreClient {
     ) -> Result<impl Stream<Item = Result<(u64, Vec<Change>), ServiceError>> + use<>, ServiceError>
     {
         let stream = self
-            .run(true, |mut c, _| async move {
+            .run(Call::AnyNode, |mut c, _| async move {
                 c.watch(WatchRequest { from_index }).await
             })
             .await?

@@ -100,6 +100,9 @@ fn limit_of(kind: &str) -> Option<RateLimit> {
 /// Outbox proposals in flight at once from one notify loop.
 const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
 
+/// A watch stream quiet this long is checked against the cluster's applied index.
+const WATCH_QUIET: Duration = Duration::from_secs(2);
+
 /// Most watch events applied before the loop works on them.
 const WATCH_DRAIN_MAX: usize = 4096;
 
@@ -250,13 +253,31 @@ impl NotifyLoop {
             Ok(s) => s,
             Err(e) => return Some(format!("cannot watch: {e}")),
         };
+        // A watched node cut off by a partition sends nothing and closes nothing: when the
+        // stream has been quiet for a while, ask the cluster how far it is.
+        let mut last_item = tokio::time::Instant::now();
+        // Behind at the previous check too (one check can race an entry in flight).
+        let mut behind_before = false;
+        let mut stall_check = tokio::time::interval(WATCH_QUIET);
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.work();
             let wake = self.next_wakeup();
             let sleep = Duration::from_millis((wake - (self.ctx.now_ms)()).clamp(1, 1000) as u64);
             tokio::select! {
                 () = cancel.cancelled() => return None,
+                _ = stall_check.tick() => {
+                    if last_item.elapsed() >= WATCH_QUIET {
+                        let behind = self.watch_is_behind().await;
+                        if behind && behind_before {
+                            return Some("the watched node fell behind the cluster".into());
+                        }
+                        behind_before = behind;
+                    }
+                }
                 item = stream.next() => {
+                    last_item = tokio::time::Instant::now();
+                    behind_before = false;
                     // Apply everything already received before working, so one round of
                     // proposals covers all of it.
                     let mut item = Some(item);
@@ -298,6 +319,19 @@ impl NotifyLoop {
                     }
                 }
                 () = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// Whether the cluster has applied entries this loop's watch stream has not delivered (a
+    /// linearizable read answers with the leader's applied index).
+    async fn watch_is_behind(&self) -> bool {
+        let client = self.ctx.client.clone().with_deadline(WATCH_QUIET);
+        match client.read(&Query::Layout, true).await {
+            Ok((index, _)) => index > self.applied,
+            Err(e) => {
+                debug!(error = %e, "cannot check the watch stream against the cluster");
+                false
             }
         }
     }

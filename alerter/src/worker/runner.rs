@@ -41,19 +41,18 @@ pub async fn run(
     let mut rules = RuleSet::default();
     let mut layout = ShardLayout::default();
     let mut parsed: BTreeMap<GroupKey, (String, Option<RuleGroup>)> = BTreeMap::new();
-    let mut poll = tokio::time::interval(RULES_POLL);
+    // Rules are read by a task of their own: a read may wait on a node that does not answer,
+    // and ownership changes (a fenced worker stopping its groups) must not wait behind it.
+    let (rules_tx, mut rules_rx) = watch::channel((RuleSet::default(), ShardLayout::default()));
+    tracker.spawn(poll_rules(ctx.client.clone(), rules_tx, cancel.clone()));
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
-            _ = poll.tick() => {
-                match ctx.client.read(&Query::Rules, false).await {
-                    Ok((_, QueryResult::Rules(r))) if r.version != rules.version || rules.namespaces.is_empty() => rules = r,
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, "cannot read the rule set"),
+            changed = rules_rx.changed() => {
+                if changed.is_err() {
+                    break;
                 }
-                if let Ok((_, QueryResult::Layout(l))) = ctx.client.read(&Query::Layout, false).await {
-                    layout = l;
-                }
+                (rules, layout) = rules_rx.borrow_and_update().clone();
             }
             changed = ownership.changed() => if changed.is_err() { break },
             Some((shard, epoch)) = exits.recv() => {
@@ -146,4 +145,41 @@ pub async fn run(
         r.cancel.cancel();
     }
     info!("evaluation stopped");
+}
+
+/// Reads the rule set and the shard layout every [`RULES_POLL`] and publishes them when they
+/// change, until `cancel`.
+async fn poll_rules(
+    client: tocsin_state::client::StoreClient,
+    tx: watch::Sender<(RuleSet, ShardLayout)>,
+    cancel: CancellationToken,
+) {
+    let mut poll = tokio::time::interval(RULES_POLL);
+    let (mut rules, mut layout) = tx.borrow().clone();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = poll.tick() => {}
+        }
+        let mut changed = false;
+        match client.read(&Query::Rules, false).await {
+            Ok((_, QueryResult::Rules(r)))
+                if r.version != rules.version || rules.namespaces.is_empty() =>
+            {
+                changed |= r != rules;
+                rules = r;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot read the rule set"),
+        }
+        if let Ok((_, QueryResult::Layout(l))) = client.read(&Query::Layout, false).await
+            && l != layout
+        {
+            layout = l;
+            changed = true;
+        }
+        if changed && tx.send((rules.clone(), layout)).is_err() {
+            return;
+        }
+    }
 }

@@ -38,7 +38,7 @@ use super::steal;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Connection attempt bound.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Session settings.
 #[derive(Clone, Debug)]
@@ -53,6 +53,9 @@ pub struct SessionConfig {
     pub lease: Duration,
     /// `/proc/stat`-format file for steal sampling; `None` disables steal reporting.
     pub stat_path: Option<PathBuf>,
+    /// The worker's store client, told the leader's address whenever a session opens (only
+    /// the leader accepts sessions), so its next call skips a deposed or cut-off leader.
+    pub store: Option<tocsin_state::client::StoreClient>,
 }
 
 /// Counters the evaluation loops feed and each heartbeat drains.
@@ -141,12 +144,19 @@ async fn session_loop(
     let mut backoff = MIN_BACKOFF;
     let mut hint: Option<String> = None;
     let mut seed = rand::rng().random_range(0..config.seeds.len().max(1));
+    let mut avoid: Option<String> = None;
     loop {
         if cancel.is_cancelled() {
             return;
         }
         let target = hint.take().unwrap_or_else(|| {
-            seed = (seed + 1) % config.seeds.len().max(1);
+            // Not the node just left (a silent or refusing one): the next seed after it.
+            for _ in 0..config.seeds.len() {
+                seed = (seed + 1) % config.seeds.len().max(1);
+                if config.seeds.get(seed) != avoid.as_ref() {
+                    break;
+                }
+            }
             config.seeds.get(seed).cloned().unwrap_or_default()
         });
         let mut established = false;
@@ -158,6 +168,7 @@ async fn session_loop(
             }
             Err(e) => {
                 warn!(node = %target, error = %e, "balancer session ended; reconnecting");
+                avoid = Some(target);
             }
         }
         if established {
@@ -204,6 +215,13 @@ async fn run_session(
             .into_inner();
     info!(node = %target, worker = %config.hello.worker, "balancer session open");
     *established = true;
+    if let Some(store) = &config.store {
+        store.prefer_leader(target);
+    }
+    // The balancer probes every heartbeat interval; a session silent for a whole lease is
+    // with a node that lost the leadership or is cut off (a partition closes nothing), so
+    // it is dropped and the leader looked for elsewhere.
+    let mut heard = Instant::now();
 
     let mut tick = tokio::time::interval(config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,6 +235,12 @@ async fn run_session(
         tokio::select! {
             () = cancel.cancelled() => return Ok(()),
             _ = tick.tick() => {
+                if heard.elapsed() > config.lease {
+                    return Err(ServiceError::Unavailable(format!(
+                        "no word from the balancer for {} ms",
+                        heard.elapsed().as_millis()
+                    )));
+                }
                 seq += 1;
                 let steal_fraction = match config.stat_path.as_deref() {
                     None => 0.0,
@@ -244,7 +268,11 @@ async fn run_session(
                 };
                 // Keep failed/late within evals even if the loops raced the swap.
                 let hb = Heartbeat { failed_evals: hb.failed_evals.min(hb.evals), late_evals: hb.late_evals.min(hb.evals), ..hb };
-                if tx.send(WorkerReport::Heartbeat(hb).into()).await.is_err() {
+                // Never wait on a stalled stream: a full queue drops this heartbeat (the lease
+                // check above ends the session if the node stays silent).
+                if let Err(mpsc::error::TrySendError::Closed(_)) =
+                    tx.try_send(WorkerReport::Heartbeat(hb).into())
+                {
                     return Err(ServiceError::Unavailable("session closed by the node".into()));
                 }
             }
@@ -254,11 +282,14 @@ async fn run_session(
                     Some(Err(status)) => return Err(ServiceError::from_status(&status)),
                     Some(Ok(m)) => BalancerUpdate::try_from(m)?,
                 };
-                *shared.last_contact.lock().expect("lease lock") = Instant::now();
+                heard = Instant::now();
+                *shared.last_contact.lock().expect("lease lock") = heard;
                 match update {
                     BalancerUpdate::Probe { seq } => {
                         probe_echo = seq;
-                        if tx.send(WorkerReport::ProbeAck { seq }.into()).await.is_err() {
+                        if let Err(mpsc::error::TrySendError::Closed(_)) =
+                            tx.try_send(WorkerReport::ProbeAck { seq }.into())
+                        {
                             return Err(ServiceError::Unavailable("session closed by the node".into()));
                         }
                     }

@@ -31,6 +31,10 @@ use crate::model::{NodeId, NodeInfo};
 
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// HTTP/2 pings on a peer connection that received nothing for this long.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// A peer connection whose ping goes unanswered this long is closed (and reopened on use).
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most encoded bytes of one AppendEntries with more than one entry (see
 /// `PeerClient::append_entries`): 2 MiB crosses a 1 Gbit/s zone link in about 17 ms.
 const APPEND_BYTES_MAX: usize = 2 * 1024 * 1024;
@@ -95,6 +99,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 let channel = e
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
+                    // A partition resets nothing: without pings a stalled connection waits
+                    // out TCP's retransmission backoff after the heal (seconds) before the
+                    // peer hears from the leader again.
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
                     .connect_lazy();
                 RaftClient::new(channel)
                     .max_decoding_message_size(MAX_ENCODED_BYTES)
