@@ -66,20 +66,6 @@ async fn run_in(scenario: ScenarioId, seed: u64, hub: Option<Arc<Hub>>) -> Repor
     report
 }
 
-/// Runs a scenario and returns its report whatever the verdict (the caller asserts).
-async fn run_unchecked(scenario: ScenarioId, seed: u64, hub: Option<Arc<Hub>>) -> Report {
-    let (report, dir) = run_in_dir(scenario, seed, hub).await;
-    if !report.pass {
-        println!(
-            "{} seed {seed}: {} (logs kept in {})",
-            scenario.as_str(),
-            report.failures.join("; "),
-            dir.keep().display()
-        );
-    }
-    report
-}
-
 async fn run_in_dir(
     scenario: ScenarioId,
     seed: u64,
@@ -170,23 +156,18 @@ async fn s2_zone_kill_reassigns_within_bounds_seed_43() {
     s2_zone_kill(43).await;
 }
 
-/// Relaxed: SCENARIOS.md S3 in full is as S2 (duplicates_idempotent 0, reassign_s <= 3,
-/// eval gap <= 4 s), which fails intermittently: in 1 of 4 runs of seed 7 the new leader
-/// moved the dead zone's shards only 4.6 s after the kill (3.5 s after its election), and one
-/// webhook notification was delivered under two idempotency keys 56 ms apart.
+/// SCENARIOS.md S3: as S2 (missed 0, duplicates_idempotent 0, stale 0, reassign_s <= 3, eval
+/// gap <= interval + 3 s), plus one new leader.
 async fn s3_leader_zone_kill(seed: u64) {
-    let r = run_unchecked(ScenarioId::S3, seed, None).await;
+    let r = run(ScenarioId::S3, seed).await;
     let f = &r.figures;
     assert!(r.extra.contains_key("new_leader"), "{:?}", r.extra);
     assert_ne!(r.extra.get("new_leader"), r.extra.get("old_leader"));
-    assert!(
-        !r.failures.iter().any(|x| x.contains("leader")),
-        "{:?}",
-        r.failures
-    );
     assert_eq!(f.missed, 0, "{:?}", f.missed_keys);
+    assert_eq!(f.duplicates_idempotent, 0);
     assert_eq!((f.stale_epoch_commits, f.unowned_commits), (0, 0));
-    assert!(f.reassign_s.is_some(), "the dead zone's shards moved");
+    assert!(f.reassign_s.is_some_and(|s| s <= 3.0), "{:?}", f.reassign_s);
+    assert!(f.eval_gap_s.is_some_and(|g| g <= 4.0), "{:?}", f.eval_gap_s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,15 +210,13 @@ fn s4_partitioned_follower_zone_loses_its_shards_and_rejoins_seed_2() {
     assert!(p["rejoin_s"].is_number(), "{p}");
 }
 
-/// S4 with the leader's zone cut off (seed 1 aims there). Relaxed: the majority elects a
-/// new leader at once, but the workers outside the cut-off zone keep their balancer session
-/// and store calls on the old, silent leader (a partition sends no RST), so they stay
-/// fenced, placement freezes ("3 zones look bad at once") and nothing is reassigned or
-/// evaluated until the heal (reassign_s none, eval_gap_s ~14 s). Every other criterion of
-/// the harness's judgement must hold; switch to `run_in` once that is fixed.
+/// S4 with the leader's zone cut off (seed 1 aims there): SCENARIOS.md in full, as judged by
+/// the harness. The cut-off leader still believes it leads (openraft 0.9 has no
+/// check-quorum), so this needs its balancer to stop renewing leases without a quorum, and the
+/// majority's workers and store calls to leave the silent node for the new leader.
 #[test]
 fn s4_partitioned_leader_zone_elects_a_new_leader_and_commits_nothing_seed_1() {
-    let r = in_private_hub(|hub| run_unchecked(ScenarioId::S4, 1, Some(hub)));
+    let r = in_private_hub(|hub| run_in(ScenarioId::S4, 1, Some(hub)));
     let (f, p) = (&r.figures, partition_facts(&r));
     assert_eq!(
         p["aimed_at_leader"], true,
@@ -245,13 +224,6 @@ fn s4_partitioned_leader_zone_elects_a_new_leader_and_commits_nothing_seed_1() {
     );
     assert_eq!(p["leader_isolated"], true, "{p}");
     assert_eq!(p["new_leader_elected"], true, "{p}");
-    assert!(
-        r.failures
-            .iter()
-            .all(|x| x.starts_with("reassign_s") || x.starts_with("eval_gap_s")),
-        "{:?}",
-        r.failures
-    );
     assert_eq!(
         (f.missed, f.duplicates_idempotent),
         (0, 0),
@@ -259,6 +231,8 @@ fn s4_partitioned_leader_zone_elects_a_new_leader_and_commits_nothing_seed_1() {
         f.missed_keys
     );
     assert_eq!((f.stale_epoch_commits, f.unowned_commits), (0, 0));
+    assert!(f.reassign_s.is_some_and(|s| s <= 3.0), "{:?}", f.reassign_s);
+    assert!(f.eval_gap_s.is_some_and(|g| g <= 4.0), "{:?}", f.eval_gap_s);
     assert_eq!(p["isolated_commit_from"], p["isolated_commit_max"], "{p}");
     assert!(p["dropped_packets"].as_u64() > Some(0), "{p}");
     assert!(p["rejoin_s"].is_number(), "{p}");
@@ -281,19 +255,16 @@ async fn s9_paused_worker_loses_its_shards_and_is_fenced_seed_8() {
     s9_paused_worker(8).await;
 }
 
-/// Relaxed: SCENARIOS.md S10 in full (missed 0) fails intermittently (3 of 5 runs so far):
-/// a webhook unit answered 5xx/429 can stay `pending` past its `next_attempt` until another
-/// event wakes the worker's notify loop (`team-a/s00` firing never delivered).
+/// SCENARIOS.md S10: missed 0, Retry-After honoured, the other receiver unaffected. A firing
+/// notification the faulty receiver refused until its group resolved counts as superseded,
+/// not missed: the outbox then sends the resolve instead (a stale trigger is dropped once a
+/// newer resolve exists).
 async fn s10_receiver_faults(seed: u64) {
-    let r = run_unchecked(ScenarioId::S10, seed, None).await;
+    let r = run(ScenarioId::S10, seed).await;
     let f = &r.figures;
+    assert_eq!(f.missed, 0, "{:?}", f.missed_keys);
     assert!(f.retry_after_checked > 0, "a 429 was followed by a resend");
     assert_eq!(f.retry_after_violations, 0, "{r:#?}");
-    assert!(
-        f.missed_keys.iter().all(|k| !k.starts_with("team-b/")),
-        "team b (no faults) missed nothing: {:?}",
-        f.missed_keys
-    );
     let b = f.latency_max_ms_by_receiver.get("team-b").copied();
     assert!(b.is_some_and(|ms| ms <= 3_000), "team b latency {b:?}");
     assert_eq!(f.stale_epoch_commits, 0);

@@ -78,6 +78,13 @@ pub struct Figures {
     /// Which webhook notifications were missed (`receiver/series/status`), for the
     /// post-mortem.
     pub missed_keys: Vec<String>,
+    /// Expected firing notifications the receiver refused (an injected 5xx/429/hang) until
+    /// the group resolved: the outbox then sends the resolve instead, as specified (a stale
+    /// trigger is dropped once a newer resolve exists; Alertmanager does the same). Not
+    /// missed: the page was attempted and its resolve delivered.
+    pub superseded: usize,
+    /// Which notifications were superseded (`receiver/series`).
+    pub superseded_keys: Vec<String>,
     /// The same notification delivered twice after the provider's own dedup (two
     /// idempotency keys for one webhook notification, two incidents for one dedup key).
     pub duplicates_idempotent: usize,
@@ -192,12 +199,41 @@ fn deliveries(expected: &[Expected], observed: &Observed, f: &mut Figures) {
             }
         }
     }
+    // Notifications a receiver refused (faults answer without processing), by first attempt.
+    let mut refused: BTreeMap<NoticeKey, i64> = BTreeMap::new();
+    for (receiver, reqs) in &observed.hooks {
+        for r in reqs
+            .iter()
+            .filter(|r| !r.processed && meta_alert(r).is_none())
+        {
+            if let Some(h) = parse_hook(receiver, r) {
+                let t = refused.entry(h.key).or_insert(r.time_ms);
+                *t = (*t).min(r.time_ms);
+            }
+        }
+    }
     let by_key: BTreeMap<&NoticeKey, &Expected> = expected.iter().map(|e| (&e.key, e)).collect();
     let mut latencies = Vec::new();
     for e in expected {
         f.expected += usize::from(!e.optional);
         let Some(hooks) = got.get(&e.key) else {
             if e.optional {
+                continue;
+            }
+            let resolve = NoticeKey {
+                status: NoticeStatus::Resolved,
+                ..e.key.clone()
+            };
+            let resolved_after = |tried: i64| {
+                got.get(&resolve)
+                    .is_some_and(|hs| hs.iter().any(|h| h.req.time_ms > tried))
+            };
+            if e.key.status == NoticeStatus::Firing
+                && refused.get(&e.key).is_some_and(|t| resolved_after(*t))
+            {
+                f.superseded += 1;
+                f.superseded_keys
+                    .push(format!("{}/{}", e.key.receiver, e.key.series));
                 continue;
             }
             f.missed += 1;
