@@ -120,10 +120,10 @@ impl EvalBenchOptions {
 }
 
 /// One generated series: labels and a value function of the step index.
-type Dataset = Vec<(Labels, Shape)>;
+pub(crate) type Dataset = Vec<(Labels, Shape)>;
 
 #[derive(Debug, Clone, Copy)]
-enum Shape {
+pub(crate) enum Shape {
     /// A counter growing by `rate` per second.
     Counter { rate: f64 },
     /// A cumulative histogram bucket growing by `rate` per second.
@@ -131,7 +131,7 @@ enum Shape {
 }
 
 impl Shape {
-    fn value(self, step: i64, interval_ms: i64) -> f64 {
+    pub(crate) fn value(self, step: i64, interval_ms: i64) -> f64 {
         let secs = (step * interval_ms) as f64 / 1000.0;
         match self {
             Shape::Counter { rate } | Shape::Bucket { rate } => (rate * secs).floor(),
@@ -140,7 +140,7 @@ impl Shape {
 }
 
 /// `n` series: 60 % request counters, 40 % latency histogram buckets.
-fn dataset(n: usize) -> Dataset {
+pub(crate) fn dataset(n: usize) -> Dataset {
     let mut out = Vec::with_capacity(n);
     let counters = n * 6 / 10;
     let codes = ["200", "201", "400", "404", "500"];
@@ -333,7 +333,7 @@ fn measure(
     Ok(m)
 }
 
-fn line(out: &mut String, prefix: &str, name: &str, value: f64, unit: &str) {
+pub(crate) fn line(out: &mut String, prefix: &str, name: &str, value: f64, unit: &str) {
     if value.fract() == 0.0 && value.abs() < 1e15 {
         let _ = writeln!(out, "{prefix}.{name}: {value:.0} {unit}");
     } else {
@@ -341,7 +341,7 @@ fn line(out: &mut String, prefix: &str, name: &str, value: f64, unit: &str) {
     }
 }
 
-fn ratio(ours: f64, theirs: f64) -> f64 {
+pub(crate) fn ratio(ours: f64, theirs: f64) -> f64 {
     if theirs > 0.0 {
         ours / theirs
     } else {
@@ -349,11 +349,11 @@ fn ratio(ours: f64, theirs: f64) -> f64 {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

@@ -14,6 +14,8 @@
 //! - [`unittest`]: `promtool test rules` files run on [`eval`] (`tocsin rules test`).
 //! - [`bench_eval`]: the evaluation benchmark behind `tocsin bench eval` (ours vs a real
 //!   Prometheus on the same data).
+//! - [`bench_ingest`]: the ingest benchmark behind `tocsin bench ingest` (remote write,
+//!   scrape, bytes per sample and HTTP query latency, ours vs a real Prometheus).
 //! - [`datasource`]: the `Datasource` trait, the Prometheus-compatible HTTP client and the
 //!   embedded store that answer rule queries.
 //! - [`notify`]: the notification pipeline: `alertmanager.yml`, routing, grouping timers,
@@ -21,6 +23,7 @@
 //! - [`rfc3339`]: RFC 3339 timestamps without a date library.
 
 pub mod bench_eval;
+pub mod bench_ingest;
 pub mod datasource;
 pub mod eval;
 pub mod notify;

@@ -28,8 +28,13 @@ pub enum BenchCommand {
     /// ratios, plus bytes per sample of the compressed store.
     Eval(EvalBenchArgs),
     /// End to end: notifications/s through the outbox to a local webhook sink, and latency
-    /// from the committed `firing` transition to the sink, at 1k and 10k active alerts.
+    /// from the committed `firing` transition to the sink, at 1k and 10k active alerts; rule
+    /// evaluations/s per worker core against the embedded datasource, and latency from a
+    /// condition becoming true to its committed `firing` transition, at 1k and 10k rules.
     E2e(super::bench_e2e::E2eBenchArgs),
+    /// Ingest: remote-write and scrape samples/s, bytes per sample, and query latency
+    /// through the HTTP API, of the embedded store beside a real Prometheus fed the same data.
+    Ingest(super::bench_ingest::IngestBenchArgs),
 }
 
 /// Flags of `tocsin bench eval`.
@@ -75,6 +80,7 @@ pub struct StoreBenchArgs {
 /// Runs a benchmark; exit code 0 on success.
 pub async fn run(cmd: BenchCommand) -> i32 {
     match cmd {
+        BenchCommand::Ingest(args) => super::bench_ingest::run(args).await,
         BenchCommand::E2e(args) => match super::bench_e2e::run(args).await {
             Ok(()) => 0,
             Err(e) => {
@@ -415,6 +421,40 @@ async fn open_loop(
         all.extend(l);
     }
     Lat(all)
+}
+
+/// A comma-separated list of positive sizes (`1000,10000`), each a separate run; an empty
+/// value (`''`) lists none, which skips that part of a benchmark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sizes(pub Vec<usize>);
+
+impl Sizes {
+    /// Parses a flag's value.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Ok(Self(Vec::new()));
+        }
+        s.split(',')
+            .map(|p| {
+                let p = p.trim();
+                p.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{p:?} is not a positive count"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+}
+
+impl std::fmt::Display for Sizes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("''");
+        }
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&list.join(","))
+    }
 }
 
 pub(crate) fn cpu_model() -> String {

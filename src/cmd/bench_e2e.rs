@@ -6,6 +6,8 @@
 //! reports the notification throughput (N over the time from the first commit to the last
 //! arrival) and the p50/p99 of arrival time minus the commit time of the alert's `firing`
 //! transition. Each notification takes three commits (enqueue, claim, delivered), batched.
+//!
+//! The rule-evaluation section (`--rules`) is [`super::bench_rules`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,18 +30,25 @@ use tocsin_state::testing::TestCluster;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::bench::Sizes;
+use super::bench_rules::RulesBenchArgs;
+
 /// Flags of `tocsin bench e2e`.
 #[derive(Args, Debug)]
 pub struct E2eBenchArgs {
-    /// Active alert counts, comma-separated (each a separate run).
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
-    alerts: Vec<usize>,
+    /// Active alert counts, comma-separated (each a separate run); `--alerts ''` skips the
+    /// notification section.
+    #[arg(long, value_parser = Sizes::parse, default_value = "1000,10000")]
+    alerts: Sizes,
     /// Alert transitions per evaluation-cycle commit.
     #[arg(long, default_value_t = 100)]
     per_commit: usize,
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_s: u64,
+    /// The rule-evaluation section.
+    #[command(flatten)]
+    rules: RulesBenchArgs,
 }
 
 #[derive(Debug)]
@@ -64,29 +73,33 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the benchmark.
 pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.per_commit > 0, "--per-commit must be positive");
     anyhow::ensure!(
-        args.per_commit > 0 && args.alerts.iter().all(|n| *n > 0),
-        "--alerts and --per-commit must be positive"
+        !args.alerts.0.is_empty() || !args.rules.rules.0.is_empty(),
+        "nothing to run: both --alerts and --rules are empty"
     );
     println!(
-        "# tocsin bench e2e: 3 store nodes (redb + fsync) and one notify loop in one process, \
-         webhook sink emulator; machine {} cores, {}",
+        "# tocsin bench e2e: machine {} cores, {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         super::bench::cpu_model()
     );
     println!(
-        "# rerun: tocsin bench e2e --alerts {} --per-commit {}",
-        args.alerts
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-        args.per_commit
+        "# rerun: tocsin bench e2e --alerts {} --per-commit {} {}",
+        args.alerts,
+        args.per_commit,
+        args.rules.rerun_flags()
     );
-    for n in &args.alerts {
-        one(*n, args.per_commit, Duration::from_secs(args.timeout_s)).await?;
+    let timeout = Duration::from_secs(args.timeout_s);
+    if !args.alerts.0.is_empty() {
+        println!(
+            "# notifications: 3 store nodes (redb + fsync) and one notify loop in one process, \
+             webhook sink emulator"
+        );
     }
-    Ok(())
+    for n in &args.alerts.0 {
+        one(*n, args.per_commit, timeout).await?;
+    }
+    super::bench_rules::run(&args.rules, timeout).await
 }
 
 async fn one(n: usize, per_commit: usize, timeout: Duration) -> anyhow::Result<()> {

@@ -3,6 +3,8 @@
 pub mod alerts;
 pub mod bench;
 mod bench_e2e;
+mod bench_ingest;
+mod bench_rules;
 pub mod dev;
 mod dev_demo;
 pub mod node;

@@ -1,0 +1,110 @@
+//! CPU time (Linux). The calling thread's comes from its CPU clock
+//! (`CLOCK_THREAD_CPUTIME_ID`), which is exact at any moment. Other threads' comes from
+//! `/proc/…/task/TID/schedstat` (nanoseconds on a CPU), which the kernel brings up to date
+//! whenever a thread leaves the CPU: exact for threads that are idle when read, as a
+//! receiver's are between the benchmark's phases. Where the kernel keeps no scheduler
+//! statistics, `stat`'s utime + stime (10 ms ticks) stands in.
+
+/// Length of one `stat` clock tick: Linux reports utime and stime in `USER_HZ`, which is 100
+/// on every architecture Tocsin runs on.
+const NS_PER_TICK: u64 = 10_000_000;
+/// The kernel keeps at most this many bytes of a thread name (`comm`), NUL excluded.
+const COMM_BYTES_MAX: usize = 15;
+
+/// CPU time of the calling thread so far (ns).
+pub(super) fn thread_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs * 1_000_000_000 + nanos
+}
+
+/// CPU time of the live threads of process `pid` so far, summed (ns).
+pub(super) fn process_ns(pid: u32) -> Option<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let tasks = std::fs::read_dir(&dir).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let Some(dir) = dir.to_str() else { continue };
+        total += task_ns(dir).unwrap_or(0);
+    }
+    Some(total)
+}
+
+/// CPU time of the live threads of this process named `name` (as truncated by the kernel),
+/// summed (ns).
+pub(super) fn named_threads_ns(name: &str) -> u64 {
+    let want = &name.as_bytes()[..name.len().min(COMM_BYTES_MAX)];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let Some(dir) = dir.to_str() else { continue };
+        let Ok(comm) = std::fs::read_to_string(format!("{dir}/comm")) else {
+            continue;
+        };
+        if comm.trim_end().as_bytes() == want {
+            total += task_ns(dir).unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// One thread's CPU time (ns) from its `/proc` directory.
+fn task_ns(dir: &str) -> Option<u64> {
+    schedstat_ns(dir).or_else(|| stat_ns(dir))
+}
+
+/// The first field of `schedstat`: time spent on a CPU (ns). `None` when the file is missing
+/// or reads zero (scheduler statistics disabled, or a thread that never ran).
+fn schedstat_ns(dir: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
+    text.split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .filter(|ns| *ns > 0)
+}
+
+/// utime + stime of `stat` (fields 14 and 15, counted after the parenthesised name, which may
+/// contain spaces).
+fn stat_ns(dir: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * NS_PER_TICK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spin(d: std::time::Duration) {
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < d {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+    }
+
+    #[test]
+    fn cpu_time_grows_while_a_thread_works() {
+        let before = thread_ns();
+        spin(std::time::Duration::from_millis(30));
+        let spent = thread_ns() - before;
+        assert!(spent >= 10_000_000, "{spent} ns");
+        let worker = std::thread::Builder::new()
+            .name("cpu-test-worker".into())
+            .spawn(|| spin(std::time::Duration::from_millis(30)))
+            .unwrap();
+        worker.join().unwrap();
+        assert!(process_ns(std::process::id()).is_some_and(|ns| ns > 0));
+        assert_eq!(named_threads_ns("no-such-thread"), 0);
+    }
+}
