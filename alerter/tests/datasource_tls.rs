@@ -207,8 +207,9 @@ async fn mutual_tls_with_a_private_ca_queries_and_each_missing_piece_is_a_dataso
         .instant(&query())
         .await
         .unwrap_err();
+    // TLS 1.3: the refusal arrives as an alert or as the connection closing, whichever the
+    // client reads first.
     assert_eq!(err.fault(), Fault::Datasource, "{err}");
-    assert!(err.to_string().contains("Certificate"), "{err}");
 
     // The system's roots do not know the test CA: the server is not trusted.
     let err = p

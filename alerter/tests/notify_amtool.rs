@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tocsin_alerter::notify::config::{ConfigErrorKind, load};
+use tocsin_alerter::notify::config::{ConfigErrorKind, load_file};
 use tocsin_alerter::notify::route::RouteTree;
 
 fn data() -> PathBuf {
@@ -48,7 +48,7 @@ fn check_config_agrees_with_amtool() {
             .output()
             .unwrap();
         let amtool_ok = out.status.success();
-        let ours = load(&std::fs::read_to_string(f).unwrap());
+        let ours = load_file(f);
         if expect_ok {
             good += 1;
         } else {
@@ -92,8 +92,7 @@ fn unsupported_features_are_refused_by_name() {
             .unwrap()
             .status;
         assert!(status.success(), "amtool refuses {}", f.display());
-        let errors = load(&std::fs::read_to_string(&f).unwrap())
-            .expect_err(&format!("{} should be refused", f.display()));
+        let errors = load_file(&f).expect_err(&format!("{} should be refused", f.display()));
         assert!(
             errors
                 .0
@@ -128,7 +127,7 @@ fn route_keys_agree_with_amtool() {
             Some(l[start..=end].to_owned())
         })
         .collect();
-    let config = load(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let config = load_file(&file).unwrap();
     let tree = RouteTree::new(&config.route);
     let ours: Vec<String> = tree.nodes()[1..]
         .iter()
@@ -203,7 +202,7 @@ fn matcher_syntax_agrees_with_amtool() {
             .unwrap()
             .status
             .success();
-        let ours = load(&text);
+        let ours = load_file(&path);
         if amtool_ok != ours.is_ok() {
             disagreements.push(format!(
                 "{m}: amtool {}, ours {}",
@@ -239,7 +238,7 @@ impl Lcg {
 fn routes_test_agrees_with_amtool() {
     require_amtool();
     let file = data().join("corpus/good_full.yml");
-    let config = load(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let config = load_file(&file).unwrap();
     let tree = RouteTree::new(&config.route);
     let vocab: &[(&str, &[&str])] = &[
         ("severity", &["page", "critical", "warning", "info"]),

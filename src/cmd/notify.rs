@@ -136,58 +136,12 @@ fn url(s: &Server, path: &str) -> String {
     format!("{}{path}", s.server.trim_end_matches('/'))
 }
 
-/// `text` (the contents of `file`) with the files of its `templates:` patterns appended, read
-/// relative to `file`'s directory as Alertmanager does (see
-/// `tocsin_alerter::notify::config::templates`). A text that already carries its files (the
-/// output of `tocsin notify show`) is returned unchanged.
+/// `text` (the contents of `file`) with its `templates:` files, read relative to `file`.
 fn with_template_files(file: &std::path::Path, text: String) -> Result<String, i32> {
-    use tocsin_alerter::notify::config::templates;
-    let patterns = templates::patterns(&text);
-    if patterns.is_empty() || templates::has_files(&text) {
-        return Ok(text);
-    }
-    let base = file.parent().unwrap_or_else(|| std::path::Path::new("."));
-    let mut files = templates::TemplateFiles::new();
-    for (i, pattern) in patterns.iter().enumerate() {
-        let full = if std::path::Path::new(pattern).is_absolute() {
-            pattern.clone()
-        } else {
-            base.join(pattern).display().to_string()
-        };
-        let paths = glob::glob(&full).map_err(|e| {
-            eprintln!(
-                "tocsin: {}: templates[{i}] {pattern:?} is not a valid pattern: {e}",
-                file.display()
-            );
-            EXIT_USAGE
-        })?;
-        let entry = files.entry(pattern.clone()).or_default();
-        for path in paths {
-            let path = path.map_err(|e| {
-                eprintln!(
-                    "tocsin: {}: templates[{i}] {pattern:?}: {e}",
-                    file.display()
-                );
-                EXIT_USAGE
-            })?;
-            let body = std::fs::read_to_string(&path).map_err(|e| {
-                eprintln!(
-                    "tocsin: {}: templates[{i}]: cannot read {}: {e}",
-                    file.display(),
-                    path.display()
-                );
-                EXIT_USAGE
-            })?;
-            // Named as written in the config (relative paths stay relative).
-            let name = path
-                .strip_prefix(base)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            entry.insert(name, body);
-        }
-    }
-    Ok(templates::bundle(&text, &files))
+    tocsin_alerter::notify::config::templates::with_files_from_disk(file, &text).map_err(|e| {
+        eprintln!("tocsin: {}: {e}", file.display());
+        EXIT_USAGE
+    })
 }
 
 /// Runs `tocsin notify`.

@@ -276,6 +276,21 @@ impl Config {
     }
 }
 
+/// Loads the `alertmanager.yml` at `path`, with its `templates:` files read relative to it
+/// ([`templates::with_files_from_disk`]), as `tocsin notify check` does.
+pub fn load_file(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            line: 0,
+            column: 0,
+            kind: ConfigErrorKind::Invalid(format!("cannot read {}: {e}", path.display())),
+        }])
+    })?;
+    let text = templates::with_files_from_disk(path, &text).map_err(|e| ConfigErrors(vec![e]))?;
+    load(&text)
+}
+
 /// Loads `alertmanager.yml` text.
 pub fn load(text: &str) -> Result<Config, ConfigErrors> {
     let whole = |kind| {

@@ -21,6 +21,7 @@
 //! failing later at send time.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,54 @@ pub fn bundle(text: &str, files: &TemplateFiles) -> String {
     out.push_str("---\n# Tocsin: the files of `templates:`, uploaded with the config.\n");
     out.push_str(&doc);
     out
+}
+
+/// `text`, the contents of the config file at `file`, with the files of its `templates:`
+/// patterns appended ([`bundle`]), read relative to the file's directory as Alertmanager
+/// resolves them (Go glob syntax; a pattern matching nothing uploads nothing, as Alertmanager
+/// accepts). Unchanged when it lists none or already carries its files. What `tocsin notify
+/// check|apply FILE` send.
+pub fn with_files_from_disk(file: &Path, text: &str) -> Result<String, ConfigError> {
+    let patterns = patterns(text);
+    if patterns.is_empty() || has_files(text) {
+        return Ok(text.to_owned());
+    }
+    let base = file.parent().unwrap_or_else(|| Path::new("."));
+    let mut files = TemplateFiles::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let field = format!("templates[{i}]");
+        let full = if Path::new(pattern).is_absolute() {
+            pattern.clone()
+        } else {
+            base.join(pattern).display().to_string()
+        };
+        let paths = glob::glob(&full).map_err(|e| {
+            error(
+                field.clone(),
+                0,
+                format!("{pattern:?} is not a valid pattern: {e}"),
+            )
+        })?;
+        let entry = files.entry(pattern.clone()).or_default();
+        for path in paths {
+            let path = path.map_err(|e| error(field.clone(), 0, format!("{pattern:?}: {e}")))?;
+            let body = std::fs::read_to_string(&path).map_err(|e| {
+                error(
+                    field.clone(),
+                    0,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            // Named as written in the config (relative paths stay relative).
+            let name = path
+                .strip_prefix(base)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            entry.insert(name, body);
+        }
+    }
+    Ok(bundle(text, &files))
 }
 
 fn error(path: String, line: u64, message: String) -> ConfigError {
