@@ -212,6 +212,7 @@ async fn run_scenarios(args: RunArgs, hub: Option<Arc<Hub>>) -> anyhow::Result<b
         }
     }
     println!("{}", harness::report::table(&reports));
+    print!("{}", harness::report::summary(&reports));
     if let Some(path) = args.report {
         std::fs::write(&path, serde_json::to_string_pretty(&reports)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -126,3 +126,104 @@ pub fn table(reports: &[Report]) -> String {
     }
     out
 }
+
+/// Reads one figure of a report.
+type Figure = fn(&Report) -> Option<f64>;
+
+/// Per scenario with more than one run: the median and the maximum over its seeds of the
+/// failover figures (`detect_s`, `reassign_s`, `eval_gap_s`, latency p50 and p99) and the
+/// totals of missed, duplicates and stale-epoch commits, plus how many runs passed.
+pub fn summary(reports: &[Report]) -> String {
+    let mut by: std::collections::BTreeMap<&str, Vec<&Report>> = Default::default();
+    for r in reports {
+        by.entry(r.scenario.as_str()).or_default().push(r);
+    }
+    let mut out = String::new();
+    for (scenario, runs) in by.into_iter().filter(|(_, v)| v.len() > 1) {
+        let _ = writeln!(
+            out,
+            "{scenario} over {} seeds: {} passed; missed {}, duplicates_idempotent {}, duplicates_raw {}, stale_epoch_commits {}",
+            runs.len(),
+            runs.iter().filter(|r| r.pass).count(),
+            runs.iter().map(|r| r.figures.missed).sum::<usize>(),
+            runs.iter()
+                .map(|r| r.figures.duplicates_idempotent)
+                .sum::<usize>(),
+            runs.iter().map(|r| r.figures.duplicates_raw).sum::<usize>(),
+            runs.iter()
+                .map(|r| r.figures.stale_epoch_commits)
+                .sum::<u64>(),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<14} {:>8} {:>8} {:>6}",
+            "figure", "median", "max", "runs"
+        );
+        let figures: [(&str, Figure); 5] = [
+            ("detect_s", |r| r.figures.detect_s),
+            ("reassign_s", |r| r.figures.reassign_s),
+            ("eval_gap_s", |r| r.figures.eval_gap_s),
+            ("latency_p50_ms", |r| {
+                r.figures.latency_ms.map(|l| l.p50 as f64)
+            }),
+            ("latency_p99_ms", |r| {
+                r.figures.latency_ms.map(|l| l.p99 as f64)
+            }),
+        ];
+        for (name, get) in figures {
+            let mut v: Vec<f64> = runs.iter().filter_map(|r| get(r)).collect();
+            v.sort_by(f64::total_cmp);
+            let (median, max) = match v.len() {
+                0 => ("-".to_string(), "-".to_string()),
+                n => (
+                    format!("{:.1}", (v[(n - 1) / 2] + v[n / 2]) / 2.0),
+                    format!("{:.1}", v[n - 1]),
+                ),
+            };
+            let _ = writeln!(out, "  {name:<14} {median:>8} {max:>8} {:>6}", v.len());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(seed: u64, reassign_s: Option<f64>, missed: usize) -> Report {
+        Report {
+            scenario: "S2".into(),
+            seed,
+            replay: String::new(),
+            pass: missed == 0,
+            failures: Vec::new(),
+            zones: Vec::new(),
+            workers_per_zone: 1,
+            timeline: Vec::new(),
+            figures: Figures {
+                reassign_s,
+                missed,
+                ..Figures::default()
+            },
+            extra: serde_json::Map::new(),
+            run_dir: String::new(),
+            wall_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn summary_gives_median_and_max_per_scenario() {
+        let runs = [
+            report(1, Some(1.0), 0),
+            report(2, Some(3.0), 1),
+            report(3, Some(2.0), 0),
+            report(4, None, 0),
+        ];
+        let s = summary(&runs);
+        assert!(s.contains("S2 over 4 seeds: 3 passed; missed 1"), "{s}");
+        let line = s.lines().find(|l| l.contains("reassign_s")).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols, ["reassign_s", "2.0", "3.0", "3"], "{s}");
+        assert!(summary(&runs[..1]).is_empty(), "one run has no summary");
+    }
+}
