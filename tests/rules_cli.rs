@@ -75,17 +75,6 @@ async fn apply_and_list_through_any_node_and_bad_files_change_nothing() {
         "groups:\n- name: api\n  interval: 15s\n  rules:\n  - alert: HighErrorRate\n    expr: rate(http_errors_total[5m]) > 0.1\n    for: 1m\n  - record: job:errors:rate5m\n    expr: sum by (job) (rate(http_errors_total[5m]))\n",
     )
     .unwrap();
-    let tocsin = |args: &[&str]| {
-        let out = std::process::Command::new(support::bin())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
     // Apply through node 2, list through node 3.
     let s2 = format!("http://{}", nodes[1].http);
     let s3 = format!("http://{}", nodes[2].http);
@@ -198,17 +187,6 @@ async fn notify_apply_uploads_template_files_and_refuses_a_config_without_them()
         "{{ define \"team.title\" }}[{{ .Status }}]{{ end }}\n{{ define \"team.body\" }}body{{ end }}\n",
     )
     .unwrap();
-    let tocsin = |args: &[&str]| {
-        let out = std::process::Command::new(support::bin())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
     let (code, out) = tocsin(&["notify", "check", am.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("2 templates defined"), "{out}");
@@ -299,4 +277,16 @@ fn a_bad_datasource_config_is_refused_naming_the_field() {
     let (code, err) = run("url = \"https://prom:9090\"\ntimeout = 3\n");
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("timeout"), "{err}");
+}
+
+/// Runs the `tocsin` binary with `args`: its exit code, and stdout followed by stderr.
+fn tocsin(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(support::bin())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
 }

@@ -27,6 +27,7 @@ pub mod bench_ingest;
 pub mod datasource;
 pub mod eval;
 pub mod notify;
+pub mod procfs;
 pub mod promql;
 pub mod rfc3339;
 pub mod rules;

@@ -214,25 +214,12 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {}",
         args.proposers, args.commands_per_proposal, args.seconds
     );
-    let cluster =
-        TestCluster::start(dir, 3, RaftTiming::production(), BatchConfig::default()).await;
-    let leader = cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(20))
-        .await;
+    let (cluster, leader) = start_cluster(dir).await;
     let client = cluster.client();
 
     // One worker owns every eval shard; each proposer drives its own groups.
     let layout = ShardLayout::default();
-    let worker = WorkerId::new("bench-worker").map_err(anyhow::Error::msg)?;
-    client
-        .propose(vec![Command::RegisterWorker(WorkerInfo {
-            id: worker.clone(),
-            zone: ZoneId::new("z1").map_err(anyhow::Error::msg)?,
-            addr: String::new(),
-            capacity: 1,
-            registered_at_ms: 0,
-        })])
-        .await?;
+    let worker = register_worker(&client).await?;
     let shards: Vec<(ShardId, Option<WorkerId>)> = (0..layout.eval_shards)
         .map(|i| (ShardId::eval(i), Some(worker.clone())))
         .collect();
@@ -466,4 +453,32 @@ pub(crate) fn cpu_model() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The benchmarks' store: 3 in-process nodes on `dir` (redb + fsync, production Raft timing),
+/// once they have a leader (returned with it).
+pub(super) async fn start_cluster(dir: std::path::PathBuf) -> (TestCluster, u64) {
+    let cluster =
+        TestCluster::start(dir, 3, RaftTiming::production(), BatchConfig::default()).await;
+    let leader = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(20))
+        .await;
+    (cluster, leader)
+}
+
+/// Registers the benchmarks' one worker (`bench-worker`, zone `z1`) and returns its id.
+pub(super) async fn register_worker(
+    client: &tocsin_state::client::StoreClient,
+) -> anyhow::Result<WorkerId> {
+    let worker = WorkerId::new("bench-worker").map_err(anyhow::Error::msg)?;
+    client
+        .propose(vec![Command::RegisterWorker(WorkerInfo {
+            id: worker.clone(),
+            zone: ZoneId::new("z1").map_err(anyhow::Error::msg)?,
+            addr: String::new(),
+            capacity: 1,
+            registered_at_ms: 0,
+        })])
+        .await?;
+    Ok(worker)
 }

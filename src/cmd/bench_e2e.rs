@@ -20,13 +20,10 @@ use tocsin_alerter::notify::deliver::channel::Channel;
 use tocsin_alerter::notify::deliver::retry::RetryPolicy;
 use tocsin_alerter::worker::Ownership;
 use tocsin_alerter::worker::notify::{self, ChannelFactory, NotifyCtx};
-use tocsin_state::batcher::BatchConfig;
 use tocsin_state::model::{
     AlertInstance, AlertState, AlertUpdate, Command, Epoch, Fingerprint, GroupKey, ShardId,
-    ShardLayout, ShardOp, WorkerId, WorkerInfo, ZoneId,
+    ShardLayout, ShardOp, WorkerId,
 };
-use tocsin_state::raft::timing::RaftTiming;
-use tocsin_state::testing::TestCluster;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -104,31 +101,13 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
 
 async fn one(n: usize, per_commit: usize, timeout: Duration) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let cluster = TestCluster::start(
-        tmp.path().to_path_buf(),
-        3,
-        RaftTiming::production(),
-        BatchConfig::default(),
-    )
-    .await;
-    cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(20))
-        .await;
+    let (cluster, _) = super::bench::start_cluster(tmp.path().to_path_buf()).await;
     let client = cluster.client();
     let stop = CancellationToken::new();
     let sink = tocsin_chaos::webhook::WebhookSink::start_local(&stop).await?;
 
     let layout = ShardLayout::default();
-    let worker = WorkerId::new("bench-worker").map_err(anyhow::Error::msg)?;
-    client
-        .propose(vec![Command::RegisterWorker(WorkerInfo {
-            id: worker.clone(),
-            zone: ZoneId::new("z1").map_err(anyhow::Error::msg)?,
-            addr: String::new(),
-            capacity: 1,
-            registered_at_ms: 0,
-        })])
-        .await?;
+    let worker = super::bench::register_worker(&client).await?;
     let shards: Vec<(ShardId, Option<WorkerId>)> =
         layout.all().map(|s| (s, Some(worker.clone()))).collect();
     let (epoch, _) = client

@@ -5,9 +5,8 @@
 //! receiver's are between the benchmark's phases. Where the kernel keeps no scheduler
 //! statistics, `stat`'s utime + stime (10 ms ticks) stands in.
 
-/// Length of one `stat` clock tick: Linux reports utime and stime in `USER_HZ`, which is 100
-/// on every architecture Tocsin runs on.
-const NS_PER_TICK: u64 = 10_000_000;
+use crate::procfs::task_ns;
+
 /// The kernel keeps at most this many bytes of a thread name (`comm`), NUL excluded.
 const COMM_BYTES_MAX: usize = 15;
 
@@ -51,33 +50,6 @@ pub(super) fn named_threads_ns(name: &str) -> u64 {
         }
     }
     total
-}
-
-/// One thread's CPU time (ns) from its `/proc` directory.
-fn task_ns(dir: &str) -> Option<u64> {
-    schedstat_ns(dir).or_else(|| stat_ns(dir))
-}
-
-/// The first field of `schedstat`: time spent on a CPU (ns). `None` when the file is missing
-/// or reads zero (scheduler statistics disabled, or a thread that never ran).
-fn schedstat_ns(dir: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
-    text.split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-        .filter(|ns| *ns > 0)
-}
-
-/// utime + stime of `stat` (fields 14 and 15, counted after the parenthesised name, which may
-/// contain spaces).
-fn stat_ns(dir: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) * NS_PER_TICK)
 }
 
 #[cfg(test)]

@@ -5,10 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-
-/// Length of one `stat` clock tick: Linux reports utime and stime in `USER_HZ`, which is 100
-/// on every architecture Tocsin runs on.
-const NS_PER_TICK: u64 = 10_000_000;
+use tocsin_alerter::procfs::{stat_ns, task_ns};
 
 /// The calling thread's id (`/proc/thread-self` is `/proc/PID/task/TID`).
 pub fn current_tid() -> Option<u32> {
@@ -22,8 +19,7 @@ pub fn current_tid() -> Option<u32> {
 
 /// CPU time of thread `tid` of this process so far, nanoseconds.
 pub fn thread_ns(tid: u32) -> Option<u64> {
-    let dir = format!("/proc/self/task/{tid}");
-    schedstat_ns(&dir).or_else(|| stat_ns(&dir))
+    task_ns(&format!("/proc/self/task/{tid}"))
 }
 
 /// CPU time of the whole process so far (every thread, exited ones included), nanoseconds.
@@ -44,39 +40,11 @@ pub fn by_thread_name() -> BTreeMap<String, u64> {
         let Ok(comm) = std::fs::read_to_string(format!("{dir}/comm")) else {
             continue;
         };
-        if let Some(ns) = schedstat_ns(dir).or_else(|| stat_ns(dir)) {
+        if let Some(ns) = task_ns(dir) {
             *out.entry(comm.trim().to_string()).or_insert(0) += ns;
         }
     }
     out
-}
-
-/// The first field of `schedstat`: time spent on a CPU, ns. `None` when the file is missing
-/// or reads zero for a thread that has surely run (scheduler statistics disabled).
-fn schedstat_ns(dir: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
-    text.split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-        .filter(|ns| *ns > 0)
-}
-
-/// utime + stime of a `stat` file, ns.
-fn stat_ns(dir: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
-    parse_stat_ticks(&text).map(|ticks| ticks * NS_PER_TICK)
-}
-
-/// utime (field 14) + stime (field 15) of a `stat` line. The command name (field 2, in
-/// parentheses) may contain spaces, so fields are counted after its closing parenthesis.
-fn parse_stat_ticks(text: &str) -> Option<u64> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 /// CPU times at one moment, ns.
@@ -111,12 +79,6 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_parse_past_a_command_with_spaces() {
-        let line = "2462 (a b) c) R 2459 2459 30002 0 -1 4194304 99 0 0 0 245 7 0 0 20 0 1 0";
-        assert_eq!(parse_stat_ticks(line), Some(252));
-    }
 
     #[test]
     fn this_thread_has_a_cpu_time() {

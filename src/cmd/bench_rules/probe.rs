@@ -147,6 +147,16 @@ impl Probe {
             .len()
     }
 
+    /// Groups that reported at least `n` evaluations, whatever their outcome.
+    pub fn groups_with_reports(&self, n: usize) -> usize {
+        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut per_group: HashMap<&GroupKey, usize> = HashMap::new();
+        for r in records.iter() {
+            *per_group.entry(&r.group).or_insert(0) += 1;
+        }
+        per_group.values().filter(|c| **c >= n).count()
+    }
+
     /// A copy of every record so far.
     pub fn records(&self) -> Vec<Record> {
         self.records
