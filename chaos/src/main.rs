@@ -55,7 +55,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Scenario to run (S1, S2, S3, S4, S9, S10, S11, S12).
+    /// Scenario to run (S1, S2, S3, S4, S7, S9, S10, S11, S12, S13).
     #[arg(long, conflicts_with = "all", required_unless_present = "all")]
     scenario: Option<String>,
     /// Run every implemented scenario.

@@ -224,8 +224,11 @@ pub async fn run(args: WorkerArgs) -> i32 {
     let tracker = TaskTracker::new();
     let stats = Arc::new(WorkStats::default());
     let mut ownership = session::start(config, stats.clone(), cancel.clone(), &tracker);
+    // Every provider request names its sender, so a provider's (or an emulator's) request
+    // log tells which worker sent what.
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_millis(args.provider_timeout_ms))
+        .user_agent(user_agent(&worker.to_string()))
         .build()
     {
         Ok(h) => h,
@@ -329,4 +332,9 @@ pub async fn run(args: WorkerArgs) -> i32 {
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
     0
+}
+
+/// `User-Agent` of a worker's provider requests: `Tocsin/VERSION (worker ID)`.
+pub fn user_agent(worker: &str) -> String {
+    format!("Tocsin/{} (worker {worker})", env!("CARGO_PKG_VERSION"))
 }

@@ -224,7 +224,10 @@ impl Dispatcher {
             };
             let route = stream.route;
             let muted = |fp| self.mute_reason(route, fp, mute, now_ms).is_some();
-            out.extend(stream.group.poll(now_ms, &muted));
+            out.extend(stream.group.poll(now_ms, &muted).into_iter().map(|mut f| {
+                f.route = Some(route);
+                f
+            }));
             if stream.group.is_idle() {
                 dropped = true;
             } else {

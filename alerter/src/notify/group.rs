@@ -27,7 +27,7 @@ use tocsin_state::model::{
     Ack, AlertInstance, AlertState, Fingerprint, Notification, NotificationKey, NotifyLog,
 };
 
-use super::route::RouteOpts;
+use super::route::{RouteId, RouteOpts};
 
 /// The three timers of a route, in ms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +155,9 @@ pub struct Flush {
     pub due_ms: i64,
     /// The log entry to commit with the enqueue.
     pub log: NotifyLogEntry,
+    /// The route the group belongs to (set by the dispatcher, which may drop an idle group's
+    /// stream in the same poll, so the route must travel with its last flush).
+    pub route: Option<RouteId>,
 }
 
 impl Flush {
@@ -325,6 +328,7 @@ impl AggrGroup {
                     reason,
                     due_ms: now_ms,
                     log: log.clone(),
+                    route: None,
                 });
             }
             // A suppressed repeat leaves the log alone, so the repeat stays due if the ack

@@ -1108,8 +1108,11 @@ fn data_of(
         .chain(&f.resolved)
         .filter_map(|fp| known.get(fp))
         .collect();
-    let group_labels = d
-        .route(&f.key)
+    // The flush's own route: the final (all-resolved) flush of a group comes after the
+    // dispatcher dropped its idle stream.
+    let group_labels = f
+        .route
+        .or_else(|| d.route(&f.key))
         .map(|r| d.tree().node(r))
         .zip(alerts.first())
         .map(|(node, a)| node.group_labels(&a.labels))

@@ -25,7 +25,13 @@ pub struct Observed {
     pub pagerduty: Vec<RecordedRequest>,
     /// PagerDuty's incident table at the end.
     pub incidents: IncidentsView,
+    /// Slack incoming-webhook requests (team b's second integration in S13; empty when
+    /// nothing routes there).
+    pub slack: Vec<RecordedRequest>,
 }
+
+/// The receiver name the oracle and checker give team b's Slack integration.
+pub const SLACK_RECEIVER: &str = "team-b/slack";
 
 /// The fault the figures are measured against.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -36,6 +42,20 @@ pub struct FaultWindow {
     pub zone: Option<String>,
     /// Workers it killed or paused (their shards must move).
     pub workers: BTreeSet<String>,
+    /// Every worker of the zone it hit (killed or not), whose shard count the checker
+    /// follows.
+    pub zone_workers: BTreeSet<String>,
+}
+
+/// One committed change of a zone's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneChange {
+    /// When the record reached the harness, wall ms.
+    pub at_ms: i64,
+    /// The new state (`healthy`, `degraded`, `drained`, `probation`).
+    pub state: String,
+    /// Its smoothed score.
+    pub score: f64,
 }
 
 /// p50, p99 and max of a sample.
@@ -123,6 +143,17 @@ pub struct Figures {
     pub retry_after_checked: usize,
     /// Resends that came sooner than `Retry-After` allowed.
     pub retry_after_violations: usize,
+    /// Each zone's committed state changes, in log order (a zone's first record counts
+    /// only if it is not `healthy`).
+    pub zone_states: BTreeMap<String, Vec<ZoneChange>>,
+    /// Shards (eval and notify) owned by the fault zone's workers, after each assignment
+    /// that changed the number: (wall ms, shards).
+    pub zone_shards: Vec<(i64, usize)>,
+    /// Most shards the fault zone lost in one assignment after the fault started.
+    pub zone_shards_max_drop: usize,
+    /// Workload webhook notifications whose `groupLabels` lack the `series` the route groups
+    /// by (Alertmanager's payload carries them on resolves too).
+    pub group_labels_missing: usize,
     /// Entries in the committed log that the checker read.
     pub log_entries: usize,
     /// Evaluations committed (all groups).
@@ -168,6 +199,16 @@ fn meta_alert(req: &RecordedRequest) -> Option<String> {
         .then(|| format!("{name} {}", body["status"].as_str().unwrap_or("")))
 }
 
+/// Whether a Slack message is about one of Tocsin's own meta-alerts (its title names no
+/// workload series: `STATUS Tocsin…`).
+fn meta_alert_slack(req: &RecordedRequest) -> bool {
+    let body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+    body["attachments"][0]["title"]
+        .as_str()
+        .and_then(|t| t.split_once(' '))
+        .is_some_and(|(_, rest)| rest.is_empty() || rest.starts_with("Tocsin"))
+}
+
 /// Compares deliveries with the oracle and reads the log.
 pub fn check(
     expected: &[Expected],
@@ -185,8 +226,35 @@ pub fn check(
     f
 }
 
+/// A Slack message of the workload: its attachment title is `STATUS SERIES` (the S13
+/// route's template). Slack has no idempotency key: every processed copy is one the user
+/// sees, so each gets its own key (a duplicate counts as `duplicates_idempotent`).
+fn parse_slack(req: &RecordedRequest) -> Option<Hook<'_>> {
+    let body: serde_json::Value = serde_json::from_str(&req.body).ok()?;
+    let title = body["attachments"][0]["title"].as_str()?;
+    let (status, series) = title.split_once(' ')?;
+    Some(Hook {
+        key: NoticeKey {
+            receiver: SLACK_RECEIVER.into(),
+            series: series.to_string(),
+            status: NoticeStatus::parse(status)?,
+        },
+        idempotency_key: format!("slack-{}", req.seq),
+        req,
+    })
+}
+
 fn deliveries(expected: &[Expected], observed: &Observed, f: &mut Figures) {
     let mut got: BTreeMap<NoticeKey, Vec<Hook<'_>>> = BTreeMap::new();
+    for r in observed.slack.iter().filter(|r| r.processed) {
+        if meta_alert_slack(r) {
+            continue;
+        }
+        match parse_slack(r) {
+            Some(h) => got.entry(h.key.clone()).or_default().push(h),
+            None => f.spurious += 1,
+        }
+    }
     for (receiver, reqs) in &observed.hooks {
         for r in reqs.iter().filter(|r| r.processed) {
             if let Some(meta) = meta_alert(r) {
@@ -194,13 +262,25 @@ fn deliveries(expected: &[Expected], observed: &Observed, f: &mut Figures) {
                 continue;
             }
             match parse_hook(receiver, r) {
-                Some(h) => got.entry(h.key.clone()).or_default().push(h),
+                Some(h) => {
+                    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                    if body["groupLabels"]["series"].as_str() != Some(h.key.series.as_str()) {
+                        f.group_labels_missing += 1;
+                    }
+                    got.entry(h.key.clone()).or_default().push(h);
+                }
                 None => f.spurious += 1,
             }
         }
     }
     // Notifications a receiver refused (faults answer without processing), by first attempt.
     let mut refused: BTreeMap<NoticeKey, i64> = BTreeMap::new();
+    for r in observed.slack.iter().filter(|r| !r.processed) {
+        if let Some(h) = parse_slack(r) {
+            let t = refused.entry(h.key).or_insert(r.time_ms);
+            *t = (*t).min(r.time_ms);
+        }
+    }
     for (receiver, reqs) in &observed.hooks {
         for r in reqs
             .iter()
@@ -362,6 +442,21 @@ fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut 
         for c in &e.changes {
             on_change(c, e.recv_ms, after_fault, &mut owners, &mut evals, f);
         }
+        if let Some(fw) = fault.filter(|fw| !fw.zone_workers.is_empty()) {
+            let n = owners
+                .values()
+                .filter(|o| o.as_ref().is_some_and(|w| fw.zone_workers.contains(w)))
+                .count();
+            let prev = f.zone_shards.last().map(|(_, n)| *n);
+            if prev != Some(n) {
+                if let Some(p) = prev
+                    && after_fault.is_some()
+                {
+                    f.zone_shards_max_drop = f.zone_shards_max_drop.max(p.saturating_sub(n));
+                }
+                f.zone_shards.push((e.recv_ms, n));
+            }
+        }
         if let Some(fw) = after_fault
             && !fw.workers.is_empty()
             && f.reassign_s.is_none()
@@ -411,6 +506,15 @@ fn on_change(
             }
         }
         Command::SetZone { zone, record } => {
+            let changes = f.zone_states.entry(zone.to_string()).or_default();
+            let last = changes.last().map_or("healthy", |c| c.state.as_str());
+            if last != record.state.as_str() {
+                changes.push(ZoneChange {
+                    at_ms: recv_ms,
+                    state: record.state.as_str().into(),
+                    score: record.score,
+                });
+            }
             if let Some(fw) = fault
                 && f.detect_s.is_none()
                 && fw.zone.as_deref() == Some(zone.as_str())

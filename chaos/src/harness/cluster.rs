@@ -19,6 +19,7 @@ use super::error::HarnessError;
 use super::netns::{NODE_GRPC_PORT, NODE_HTTP_PORT, Network};
 use super::process::{Proc, Role};
 use super::proxy::TcpProxy;
+use super::steal::StealFiles;
 
 /// Deadline of one HTTP call to a node.
 const HTTP_DEADLINE: Duration = Duration::from_secs(2);
@@ -46,6 +47,8 @@ pub struct ClusterSpec {
     pub provider_timeout_ms: u64,
     /// Loopback, or one network namespace per zone.
     pub network: Network,
+    /// Redis the workers share rate limits through (`HOST:PORT`), if any.
+    pub redis: Option<String>,
 }
 
 /// A running cluster. Dropping it kills every process.
@@ -55,6 +58,8 @@ pub struct Cluster {
     pub procs: Vec<Proc>,
     /// The datasource proxy of each zone (its workers query through it).
     pub datasource_proxies: BTreeMap<String, TcpProxy>,
+    /// The workers' stat files: steal time per zone.
+    pub steal: StealFiles,
     dir: PathBuf,
     http: reqwest::Client,
     /// Declared after `procs`: the namespaces outlive the processes in them.
@@ -93,6 +98,7 @@ impl Cluster {
         let mut procs = node_procs(spec, &config, &addrs)?;
         let join: Vec<&str> = addrs.iter().map(|(g, _)| g.as_str()).collect();
         let mut datasource_proxies = BTreeMap::new();
+        let mut workers = Vec::new();
         for ((_, http), zone) in addrs.iter().zip(&spec.zones) {
             let proxy = TcpProxy::start(http.clone(), spec.network.host_ip(), stop).await?;
             for k in 1..=spec.workers_per_zone {
@@ -107,7 +113,16 @@ impl Cluster {
                     format!("--external-url=http://{http}"),
                     format!("--claim-timeout-ms={}", spec.claim_timeout_ms),
                     format!("--provider-timeout-ms={}", spec.provider_timeout_ms),
+                    format!(
+                        "--stat-file={}",
+                        spec.dir.join(format!("stat-{id}")).display()
+                    ),
                 ];
+                let mut args = args;
+                if let Some(redis) = &spec.redis {
+                    args.push(format!("--redis={redis}"));
+                }
+                workers.push((id.clone(), zone.clone()));
                 procs.push(
                     Proc::new(
                         Role::Worker,
@@ -122,6 +137,8 @@ impl Cluster {
             }
             datasource_proxies.insert(zone.clone(), proxy);
         }
+        // The files must exist before the workers first read them.
+        let (steal, _) = StealFiles::start(&spec.dir, &workers, stop)?;
         for p in &mut procs {
             p.start()?;
         }
@@ -136,6 +153,7 @@ impl Cluster {
         let cluster = Self {
             procs,
             datasource_proxies,
+            steal,
             dir: spec.dir.clone(),
             http,
             network: spec.network.clone(),

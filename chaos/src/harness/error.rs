@@ -45,7 +45,7 @@ pub enum HarnessError {
     #[error("{path}: {reason}")]
     ClusterFile { path: PathBuf, reason: String },
     /// The scenario name is not one this harness knows.
-    #[error("unknown scenario `{0}` (known: S1, S2, S3, S4, S9, S10, S11, S12)")]
+    #[error("unknown scenario `{0}` (known: S1, S2, S3, S4, S7, S9, S10, S11, S12, S13)")]
     UnknownScenario(String),
     /// A system tool a scenario needs is not installed.
     #[error("{tool} not found: apt-get install {package}")]

@@ -16,6 +16,7 @@ use super::netns::bind_host;
 use super::process::Role;
 use super::scenario::{Run, ScenarioId, zone_window};
 use crate::pagerduty::{PagerDuty, PagerDutyConfig};
+use crate::slack::{Slack, SlackConfig};
 use crate::webhook::WebhookSink;
 use crate::{FaultMode, FaultSpec};
 
@@ -39,6 +40,8 @@ pub struct Emulators {
     pub hook_b: WebhookSink,
     /// Receiver `team-a`'s PagerDuty.
     pub pagerduty: PagerDuty,
+    /// Receiver `team-b`'s Slack incoming webhook (routed to in S13 only).
+    pub slack: Slack,
 }
 
 impl Emulators {
@@ -54,6 +57,7 @@ impl Emulators {
                 PagerDutyConfig::default(),
                 stop,
             )?,
+            slack: Slack::start(hook("slack").await?, SlackConfig::default(), stop)?,
         })
     }
 
@@ -66,6 +70,7 @@ impl Emulators {
             ("requests-team-b.json", json!(o.hooks.get("team-b"))),
             ("requests-pagerduty.json", json!(o.pagerduty)),
             ("incidents-pagerduty.json", json!(o.incidents.incidents)),
+            ("requests-slack.json", json!(o.slack)),
         ];
         for (name, value) in files {
             let path = dir.join(name);
@@ -86,6 +91,7 @@ impl Emulators {
             .collect(),
             pagerduty: self.pagerduty.emulator().requests(),
             incidents: self.pagerduty.incidents(),
+            slack: self.slack.emulator().requests(),
         }
     }
 }
@@ -157,7 +163,16 @@ pub(crate) async fn plan(scenario: ScenarioId, run: &mut Run) -> Plan {
             p.worker = Some(workers[run.rng.random_range(0..workers.len())].clone());
             p.hold_ms = run.rng.random_range(3_000..=5_000);
         }
+        ScenarioId::S7 => {
+            p.zone = Some(zones[run.rng.random_range(0..zones.len())].clone());
+            p.at_ms = run.rng.random_range(4_000..=7_000);
+            p.hold_ms = run.rng.random_range(10_000..=12_000);
+        }
         ScenarioId::S11 => p.hold_ms = run.rng.random_range(5_000..=7_000),
+        ScenarioId::S13 => {
+            p.at_ms = run.rng.random_range(5_000..=8_000);
+            p.hold_ms = run.rng.random_range(6_000..=8_000);
+        }
         ScenarioId::S1 | ScenarioId::S10 | ScenarioId::S12 => {}
     }
     p
@@ -177,10 +192,12 @@ pub(crate) async fn execute(
         }
         ScenarioId::S3 => kill_leader_zone(run, plan).await,
         ScenarioId::S4 => super::partition::execute(run, plan).await,
+        ScenarioId::S7 => super::gray::steal(run, plan).await,
         ScenarioId::S9 => pause_worker(run, plan).await,
         ScenarioId::S10 => receiver_faults(run).await,
         ScenarioId::S11 => datasource_down(run, plan).await,
         ScenarioId::S12 => restart_all_nodes(run, plan).await,
+        ScenarioId::S13 => super::redis::execute(run, plan).await,
     }
 }
 
@@ -197,6 +214,8 @@ pub(crate) async fn after(scenario: ScenarioId, run: &mut Run) {
             }
         }
         ScenarioId::S4 => super::partition::after(run).await,
+        ScenarioId::S7 => super::gray::after(run).await,
+        ScenarioId::S13 => super::redis::after(run),
         ScenarioId::S12 => {
             let rules = run.cluster.get_json("/api/v1/rules").await;
             let kept = rules.is_some_and(|r| r.to_string().contains("load-0"));
@@ -288,6 +307,7 @@ async fn pause_worker(run: &mut Run, plan: &Plan) -> Result<(), HarnessError> {
         start_ms: start,
         zone: None,
         workers: [id.clone()].into_iter().collect(),
+        zone_workers: BTreeSet::new(),
     });
     run.note(format!("SIGSTOP worker {id}"));
     run.at(plan.at_ms + plan.hold_ms).await;

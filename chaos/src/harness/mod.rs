@@ -22,6 +22,11 @@
 //!   detection and reassignment times): the figures.
 //! - [`faults`]: each scenario's seeded plan and its execution.
 //! - [`partition`]: S4's cut, what it observes on both sides, the heal, its criteria.
+//! - [`gray`]: the gray failures (S5–S8): a sick but living zone, what the balancer made of
+//!   it, the criteria.
+//! - [`steal`]: the workers' `/proc/stat`-format files, and steal time per zone (S7).
+//! - [`redis`]: S13's `redis-server`, its outage, and the rate-limit checks.
+//! - [`latency`]: a transparent delaying proxy between zones (S5, S6, S8).
 //! - [`scenario`]: scenario ids, [`scenario::run`], pass criteria.
 //! - [`report`]: the JSON report and the terminal table.
 //! - [`timeline`]: the run as an SVG (evaluations, expected and received notifications,
@@ -35,14 +40,18 @@ pub mod cluster;
 pub mod cluster_file;
 pub mod error;
 pub mod faults;
+pub mod gray;
+pub mod latency;
 pub mod netns;
 pub mod oracle;
 pub mod partition;
 pub mod process;
 pub mod proxy;
 pub mod recorder;
+pub mod redis;
 pub mod report;
 pub mod scenario;
+pub mod steal;
 pub mod timeline;
 pub mod workload;
 

@@ -14,6 +14,12 @@
 //! datasource, the harness's own API calls and log recorder) never crosses it. A partition
 //! drops packets (no RST): established connections stall, as on a real network.
 //!
+//! Latency between zones (the kernel here has no `tc netem`) comes from a userspace proxy in
+//! the hub ([`super::latency`]): [`ZoneNet::route_through`] adds NAT rules to a second table
+//! in the hub that send a zone's new inter-zone TCP connections to the proxy instead of
+//! forwarding them. Such connections no longer cross the forward chain, so [`ZoneNet::partition`]
+//! refuses to run once any zone is routed (it could not cut them).
+//!
 //! Nothing here touches the root network namespace. [`enter_private_hub`] moves the calling
 //! thread into a fresh namespace (Linux namespaces are per thread; threads and processes
 //! created afterwards inherit it), and every `ip`/`nft` command runs from inside it. Zone
@@ -46,6 +52,10 @@ const PREFIX: &str = "tocsin-chaos";
 /// The nftables table and chain (in the hub) that hold the partition rules.
 const TABLE: &str = "tocsin_chaos";
 const CHAIN: &str = "partition";
+/// The nftables table and chain (in the hub) that DNAT zones' inter-zone TCP to a latency
+/// proxy ([`ZoneNet::route_through`]); created by the first routing, deleted with the zones.
+const NAT_TABLE: &str = "tocsin_chaos_nat";
+const NAT_CHAIN: &str = "prerouting";
 /// Deadline of one `ip`/`nft` command (they are local netlink calls; this only bounds a
 /// wedged one).
 const TOOL_DEADLINE: Duration = Duration::from_secs(10);
@@ -77,20 +87,24 @@ pub fn enter_private_hub() -> Result<Hub, HarnessError> {
     let name = format!("{prefix}-hub");
     run_blocking("ip", &["netns", "add", &name])?;
     let hub = Hub { name, prefix };
-    let path = hub.path();
-    let file = std::fs::File::open(&path).map_err(|e| HarnessError::io(&path, e))?;
-    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network)).map_err(|e| {
-        HarnessError::Tool {
-            command: format!("setns({})", path.display()),
-            reason: e.to_string(),
-        }
-    })?;
+    enter_netns(&hub.path())?;
     run_blocking("ip", &["link", "set", "lo", "up"])?;
     run_blocking("ip", &["addr", "add", &format!("{HUB_IP}/32"), "dev", "lo"])?;
     // Per namespace and per thread: this is the hub's switch, not the host's.
     let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
     std::fs::write(forward, "1").map_err(|e| HarnessError::io(forward, e))?;
     Ok(hub)
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+fn enter_netns(path: &Path) -> Result<(), HarnessError> {
+    let file = std::fs::File::open(path).map_err(|e| HarnessError::io(path, e))?;
+    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network)).map_err(|e| {
+        HarnessError::Tool {
+            command: format!("setns({})", path.display()),
+            reason: e.to_string(),
+        }
+    })
 }
 
 impl Hub {
@@ -144,6 +158,18 @@ pub struct ZoneNet {
     zones: Vec<ZoneNs>,
     /// Set once the namespaces were deleted.
     removed: Mutex<bool>,
+    /// Zones whose inter-zone TCP goes through a latency proxy ([`ZoneNet::route_through`]),
+    /// in the order they were routed (the order their NAT rules are matched in).
+    routed: Mutex<Vec<Routed>>,
+}
+
+/// One zone's routing through a latency proxy.
+#[derive(Debug, Clone, Copy)]
+struct Routed {
+    /// Third octet of the zone's subnet.
+    n: usize,
+    /// The proxy's port on [`HUB_IP`].
+    port: u16,
 }
 
 impl ZoneNet {
@@ -161,6 +187,7 @@ impl ZoneNet {
         let mut net = Self {
             zones: Vec::new(),
             removed: Mutex::new(false),
+            routed: Mutex::new(Vec::new()),
         };
         for (i, zone) in zones.iter().enumerate() {
             let n = i + 1;
@@ -225,8 +252,21 @@ impl ZoneNet {
     }
 
     /// Drops every forwarded packet between `zone` and the other zones, both ways (replacing
-    /// any partition in force). Traffic to and from the hub is untouched.
+    /// any partition in force). Traffic to and from the hub is untouched. Refused once any
+    /// zone is routed through a latency proxy ([`ZoneNet::route_through`]): those
+    /// connections end in the hub instead of crossing its forward chain, so the cut would
+    /// silently miss them.
     pub async fn partition(&self, zone: &str) -> Result<(), HarnessError> {
+        let routed = self.routed_lock().len();
+        if routed > 0 {
+            return Err(HarnessError::Tool {
+                command: "partitioning".into(),
+                reason: format!(
+                    "{routed} zone(s) are routed through a latency proxy, whose connections \
+                     a partition cannot cut: partition and latency do not combine in one run"
+                ),
+            });
+        }
         let cut = format!("10.77.{}.0/24", self.zone(zone)?.n);
         let others: Vec<String> = self
             .zones
@@ -247,6 +287,84 @@ impl ZoneNet {
              add rule inet {TABLE} {CHAIN} ip saddr {{ {others} }} ip daddr {cut} counter drop\n"
         );
         run("nft", &["-f", "-"], Some(rules)).await.map(drop)
+    }
+
+    /// Sends `zone`'s new inter-zone TCP connections, both those it opens and those opened
+    /// to it, to the latency proxy listening on [`HUB_IP`]`:proxy_port` (the proxy reads the
+    /// original destination with `SO_ORIGINAL_DST` and dials it from the hub). Traffic
+    /// between the zone and the hub, UDP and ICMP, are untouched.
+    ///
+    /// Two nftables rules in the hub's `ip tocsin_chaos_nat prerouting` chain (type nat, hook
+    /// prerouting, priority dstnat), appended in call order:
+    ///
+    /// ```text
+    /// iifname "hub-zN" ip daddr { OTHER ZONES' /24s } fib daddr type != local
+    ///     meta l4proto tcp counter dnat to 10.77.0.1:PORT
+    /// iifname { OTHER ZONES' VETHS } ip daddr 10.77.N.0/24 fib daddr type != local
+    ///     meta l4proto tcp counter dnat to 10.77.0.1:PORT
+    /// ```
+    ///
+    /// The first matching rule decides, so a connection between two routed zones passes one
+    /// proxy only: the one of the zone routed first (give every zone the same proxy, as
+    /// [`super::latency::LatencyLinks`] does, and the question does not arise). The proxy's
+    /// own connections leave the hub through the output hook and are not caught again.
+    ///
+    /// DNAT applies to new connections only (conntrack keeps an established one on its
+    /// path), so route before the zones' processes start; raise the delay later. Fails for
+    /// an unknown zone or one already routed.
+    pub async fn route_through(&self, zone: &str, proxy_port: u16) -> Result<(), HarnessError> {
+        let z = self.zone(zone)?;
+        {
+            // Claimed before the rules go in, so two concurrent calls cannot both add them.
+            let mut routed = self.routed_lock();
+            if routed.iter().any(|r| r.n == z.n) {
+                return Err(HarnessError::Tool {
+                    command: "routing a zone through a latency proxy".into(),
+                    reason: format!("zone `{zone}` is already routed"),
+                });
+            }
+            routed.push(Routed {
+                n: z.n,
+                port: proxy_port,
+            });
+        }
+        let others: Vec<&ZoneNs> = self.zones.iter().filter(|o| o.n != z.n).collect();
+        if !others.is_empty() {
+            let subnets: Vec<String> = others
+                .iter()
+                .map(|o| format!("10.77.{}.0/24", o.n))
+                .collect();
+            let veths: Vec<String> = others.iter().map(|o| format!("\"hub-z{}\"", o.n)).collect();
+            let (subnets, veths) = (subnets.join(", "), veths.join(", "));
+            let n = z.n;
+            let to = format!(
+                "fib daddr type != local meta l4proto tcp counter dnat to {HUB_IP}:{proxy_port}"
+            );
+            let rules = format!(
+                "add table ip {NAT_TABLE}\n\
+                 add chain ip {NAT_TABLE} {NAT_CHAIN} {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
+                 add rule ip {NAT_TABLE} {NAT_CHAIN} iifname \"hub-z{n}\" ip daddr {{ {subnets} }} {to}\n\
+                 add rule ip {NAT_TABLE} {NAT_CHAIN} iifname {{ {veths} }} ip daddr 10.77.{n}.0/24 {to}\n"
+            );
+            if let Err(err) = run("nft", &["-f", "-"], Some(rules)).await {
+                self.routed_lock().retain(|r| r.n != z.n);
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// The proxy port `zone` is routed through, if it is.
+    pub fn routed_port(&self, zone: &str) -> Result<Option<u16>, HarnessError> {
+        let n = self.zone(zone)?.n;
+        Ok(self.routed_lock().iter().find(|r| r.n == n).map(|r| r.port))
+    }
+
+    /// Moves the calling thread into `zone`'s namespace, for a dedicated thread that plays a
+    /// zone's client or server in a test (a zone's processes start under `ip netns exec`
+    /// instead). Never call it on a runtime's thread: that thread would stay in the zone.
+    pub fn enter_zone(&self, zone: &str) -> Result<(), HarnessError> {
+        enter_netns(&Path::new("/run/netns").join(&self.zone(zone)?.name))
     }
 
     /// Removes the partition; returns how many packets it dropped (proof that it cut
@@ -272,6 +390,16 @@ impl ZoneNet {
                 tracing::warn!(%err, "deleting a zone namespace");
             }
         }
+        let routed = !self.routed_lock().is_empty();
+        if routed && let Err(err) = run("nft", &["delete", "table", "ip", NAT_TABLE], None).await {
+            tracing::warn!(%err, "deleting the latency routing table");
+        }
+    }
+
+    fn routed_lock(&self) -> std::sync::MutexGuard<'_, Vec<Routed>> {
+        self.routed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
@@ -290,6 +418,11 @@ impl Drop for ZoneNet {
             if let Err(err) = run_blocking("ip", &["netns", "delete", &z.name]) {
                 tracing::warn!(%err, "deleting a zone namespace");
             }
+        }
+        // A later run in the same hub must not inherit DNAT rules to a proxy that is gone.
+        let routed = !self.routed_lock().is_empty();
+        if routed && let Err(err) = run_blocking("nft", &["delete", "table", "ip", NAT_TABLE]) {
+            tracing::warn!(%err, "deleting the latency routing table");
         }
     }
 }

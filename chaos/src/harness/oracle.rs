@@ -181,6 +181,22 @@ pub struct IncidentCounts {
     pub optional: usize,
 }
 
+/// `expected` plus, for every notification to team b, the same one through team b's Slack
+/// integration (S13 routes team b to a webhook and to Slack).
+pub fn with_slack(mut expected: Vec<Expected>) -> Vec<Expected> {
+    let copies: Vec<Expected> = expected
+        .iter()
+        .filter(|e| e.key.receiver == receiver_of("b"))
+        .map(|e| {
+            let mut c = e.clone();
+            c.key.receiver = super::checker::SLACK_RECEIVER.into();
+            c
+        })
+        .collect();
+    expected.extend(copies);
+    expected
+}
+
 /// When the last expected notification is due (wall ms), or `t0_ms` if none.
 pub fn last_due(expected: &[Expected], t0_ms: i64) -> i64 {
     expected.iter().map(|e| e.due_ms).max().unwrap_or(t0_ms)

@@ -17,10 +17,12 @@ use super::checker::{self, FaultWindow, Figures};
 use super::cluster::{Cluster, ClusterSpec, wait_until};
 use super::error::HarnessError;
 use super::faults::{self, Emulators};
+use super::gray;
 use super::netns::{Hub, Network, ZoneNet};
 use super::oracle;
 use super::partition;
 use super::recorder::Recorder;
+use super::redis::{self, RedisServer};
 use super::report::{FaultEvent, Report};
 use super::workload::{Exporter, NAMESPACE, RULE_GROUPS, Script, Timing};
 
@@ -50,6 +52,8 @@ pub enum ScenarioId {
     S3,
     /// Partition one zone from the others (processes alive), then heal.
     S4,
+    /// Steal time on one zone's workers, then low again.
+    S7,
     /// SIGSTOP one worker past its lease, then SIGCONT.
     S9,
     /// Receivers answer 5xx, 429 with Retry-After, or hang.
@@ -58,19 +62,23 @@ pub enum ScenarioId {
     S11,
     /// Restart every node at once.
     S12,
+    /// Redis (the workers' shared rate limits) stops during delivery, then comes back.
+    S13,
 }
 
 impl ScenarioId {
     /// Every implemented scenario, in matrix order.
-    pub const ALL: [ScenarioId; 8] = [
+    pub const ALL: [ScenarioId; 10] = [
         Self::S1,
         Self::S2,
         Self::S3,
         Self::S4,
+        Self::S7,
         Self::S9,
         Self::S10,
         Self::S11,
         Self::S12,
+        Self::S13,
     ];
 
     /// `S2`.
@@ -80,10 +88,12 @@ impl ScenarioId {
             Self::S2 => "S2",
             Self::S3 => "S3",
             Self::S4 => "S4",
+            Self::S7 => "S7",
             Self::S9 => "S9",
             Self::S10 => "S10",
             Self::S11 => "S11",
             Self::S12 => "S12",
+            Self::S13 => "S13",
         }
     }
 
@@ -107,6 +117,8 @@ impl ScenarioId {
             Self::S11 => 5,
             Self::S12 => 6,
             Self::S4 => 7,
+            Self::S7 => 8,
+            Self::S13 => 9,
         }
     }
 }
@@ -168,6 +180,12 @@ pub(crate) struct Run {
     pub(crate) blind: Vec<oracle::Blind>,
     /// What S4 observed around its partition.
     pub(crate) partition: Option<partition::Facts>,
+    /// What a gray-failure scenario (S5–S8) observed.
+    pub(crate) gray: Option<gray::Facts>,
+    /// S13's Redis server (taken while the fault runs).
+    pub(crate) redis: Option<RedisServer>,
+    /// What S13 observed.
+    pub(crate) redis_facts: Option<redis::Facts>,
 }
 
 impl Run {
@@ -225,6 +243,12 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         Network::Loopback
     };
     let emulators = Emulators::start(network.host_ip(), &stop).await?;
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| HarnessError::io(&cfg.dir, e))?;
+    let redis = if cfg.scenario == ScenarioId::S13 {
+        Some(RedisServer::start(&cfg.dir, network.host_ip()).await?)
+    } else {
+        None
+    };
     let exporter = Exporter::start(script.clone(), network.host_ip(), &stop).await?;
     let spec = ClusterSpec {
         binary: cfg.binary.clone(),
@@ -235,6 +259,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         claim_timeout_ms: 3000,
         provider_timeout_ms: 5000,
         network,
+        redis: redis.as_ref().map(|r| r.addr.clone()),
     };
     let cluster = Cluster::launch(&spec, &stop).await?;
     let mut run = Run {
@@ -249,6 +274,9 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         end_of_script_ms: 0,
         blind: Vec::new(),
         partition: None,
+        gray: None,
+        redis,
+        redis_facts: None,
     };
     let result = drive(cfg, &mut run, &script, &exporter).await;
     run.cluster.shutdown().await;
@@ -257,6 +285,12 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
     judge(cfg.scenario, &figures, &mut run.failures);
     if cfg.scenario == ScenarioId::S4 {
         partition::judge(run.partition.as_ref(), &mut run.failures);
+    }
+    if cfg.scenario == ScenarioId::S7 {
+        gray::judge_steal(run.gray.as_ref(), &figures, &mut run.failures);
+    }
+    if cfg.scenario == ScenarioId::S13 {
+        redis::judge(run.redis_facts.as_ref(), &figures, &mut run.failures);
     }
     let report = Report {
         scenario: cfg.scenario.as_str().into(),
@@ -300,7 +334,13 @@ async fn drive(
     run.at(script.duration_ms).await;
     // The fault schedule is known by now: the oracle accounts for the windows in which
     // nothing could read the datasource.
-    let expected = oracle::expected(script, run.t0_ms, &run.blind);
+    let mut expected = oracle::expected(script, run.t0_ms, &run.blind);
+    if cfg.scenario == ScenarioId::S13 {
+        expected = oracle::with_slack(expected);
+        if let Some(facts) = &mut run.redis_facts {
+            redis::held_back(&mut expected, facts);
+        }
+    }
     let incidents = oracle::expected_incidents(&expected);
     drain(run, &expected, incidents).await;
     tokio::time::sleep(SETTLE).await;
@@ -331,10 +371,17 @@ async fn drive(
 /// Applies the notification config and the rules, and waits until every rule group has
 /// committed one evaluation (so the workload starts against a running pipeline).
 async fn configure(run: &Run, script: &Script, recorder: &Recorder) -> Result<(), HarnessError> {
+    let slack = run.redis.is_some().then(|| {
+        run.emulators
+            .slack
+            .emulator()
+            .url("/services/T0CSIN/B0TEAMB/chaos")
+    });
     let notify = script.notify_yaml(
         &run.emulators.hook_a.emulator().url("/hook"),
         &run.emulators.hook_b.emulator().url("/hook"),
         &run.emulators.pagerduty.emulator().url("/v2/enqueue"),
+        slack.as_deref(),
     );
     run.cluster
         .put("/api/v1/notify/config", notify, API_TIMEOUT)
@@ -399,6 +446,13 @@ fn judge(scenario: ScenarioId, f: &Figures, failures: &mut Vec<String>) {
     };
     need(f.missed == 0, format!("missed {} (want 0)", f.missed));
     need(
+        f.group_labels_missing == 0,
+        format!(
+            "{} webhook notifications without their group labels",
+            f.group_labels_missing
+        ),
+    );
+    need(
         f.stale_epoch_commits == 0 && f.unowned_commits == 0,
         format!(
             "stale_epoch_commits {}, unowned {} (want 0)",
@@ -446,20 +500,22 @@ fn judge(scenario: ScenarioId, f: &Figures, failures: &mut Vec<String>) {
         ScenarioId::S11 => {
             need(f.spurious == 0, format!("spurious {} (want 0)", f.spurious));
         }
-        ScenarioId::S12 => {}
+        ScenarioId::S7 | ScenarioId::S12 | ScenarioId::S13 => {}
     }
 }
 
 /// The fault window of a scenario that hit `zone`'s workers.
 pub(crate) fn zone_window(run: &Run, zone: &str, start_ms: i64) -> FaultWindow {
+    let workers = run
+        .cluster
+        .workers_of(zone)
+        .into_iter()
+        .collect::<BTreeSet<_>>();
     FaultWindow {
         start_ms,
         zone: Some(zone.into()),
-        workers: run
-            .cluster
-            .workers_of(zone)
-            .into_iter()
-            .collect::<BTreeSet<_>>(),
+        zone_workers: workers.clone(),
+        workers,
     }
 }
 

@@ -174,8 +174,20 @@ impl Script {
     }
 
     /// The `alertmanager.yml`: team a pages (PagerDuty) and posts to webhook A, team b
-    /// posts to webhook B.
-    pub fn notify_yaml(&self, hook_a: &str, hook_b: &str, pagerduty: &str) -> String {
+    /// posts to webhook B and, given `slack`, to that Slack incoming webhook too (its title
+    /// `STATUS SERIES` is what the checker reads).
+    pub fn notify_yaml(
+        &self,
+        hook_a: &str,
+        hook_b: &str,
+        pagerduty: &str,
+        slack: Option<&str>,
+    ) -> String {
+        let slack = slack.map_or_else(String::new, |url| {
+            format!(
+                "  slack_configs:\n  - api_url: {url}\n    channel: '#team-b'\n    send_resolved: true\n    title: '{{{{ .Status }}}} {{{{ .GroupLabels.series }}}}'\n"
+            )
+        });
         format!(
             r#"route:
   receiver: team-b
@@ -196,7 +208,7 @@ receivers:
 - name: team-b
   webhook_configs:
   - url: {hook_b}
-"#,
+{slack}"#,
             gw = self.timing.group_wait_ms,
             gi = self.timing.group_interval_ms,
         )

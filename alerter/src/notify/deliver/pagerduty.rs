@@ -226,12 +226,7 @@ impl PagerDutyChannel {
             Err(reason) => return SendOutcome::Permanent { reason },
         };
         fit_size(&mut ev, self.v1);
-        let req = self
-            .http
-            .post(&self.url)
-            .timeout(self.timeout)
-            .header(reqwest::header::USER_AGENT, "Tocsin")
-            .json(&ev);
+        let req = self.http.post(&self.url).timeout(self.timeout).json(&ev);
         let (status, headers, body) = match read_answer("pagerduty", req.send().await).await {
             Ok(a) => a,
             Err(outcome) => return outcome,

@@ -46,7 +46,6 @@ impl WebhookChannel {
             .http
             .post(&self.url)
             .timeout(self.timeout)
-            .header(reqwest::header::USER_AGENT, "Tocsin")
             .header("Idempotency-Key", idempotency_key(delivery, self.unit))
             .json(&body);
         if let Some(a) = &self.auth {

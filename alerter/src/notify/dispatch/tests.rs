@@ -127,3 +127,31 @@ fn inhibited_and_silenced_alerts_are_left_out() {
     );
     assert_eq!(none.next_deadline(), None);
 }
+
+#[test]
+fn the_last_flush_of_a_group_keeps_its_route_after_the_stream_is_dropped() {
+    let mut d = Dispatcher::new(load(CONFIG).unwrap());
+    let mut down = alert(1, "Down", "critical", AlertState::Firing);
+    d.on_alert(&down, &all, 0);
+    let inhibitor = Inhibitor::new(Vec::new());
+    let (silencer, _) = Silencer::new([]);
+    let mute = MuteState {
+        inhibitor: &inhibitor,
+        firing: &[],
+        silencer: &silencer,
+    };
+    let first = d.poll(30_000, &mute);
+    let key = first[0].key.clone();
+    let route = d.route(&key).expect("the stream is live");
+    assert_eq!(first[0].route, Some(route));
+    down.state = AlertState::Resolved;
+    down.resolved_at_ms = Some(40_000);
+    d.on_alert(&down, &all, 40_000);
+    let deadline = d.next_deadline().expect("a resolve is due");
+    let last = d.poll(deadline, &mute);
+    assert!(last[0].resolve_only, "{last:?}");
+    // The group went idle and its stream was dropped in that same poll: the flush itself
+    // must still name the route (its group labels come from it).
+    assert_eq!(d.route(&key), None);
+    assert_eq!(last[0].route, Some(route));
+}
