@@ -4,7 +4,7 @@
 //! the run (`tocsin-chaos run --scenario S --seed N`).
 //!
 //! Runs are short (20 s of scripted workload, evaluation interval 1 s, test profile) so the
-//! whole file (20 runs, one at a time) stays around 11 minutes on two cores.
+//! whole file (20 runs, one at a time) stays around 9.5 minutes on two cores.
 //!
 //! S4 cuts links between zones, so its cluster runs with one network namespace per zone: its
 //! tests are plain `#[test]`s that enter a private hub namespace on their own thread first
