@@ -209,6 +209,16 @@ fn meta_alert_slack(req: &RecordedRequest) -> bool {
         .is_some_and(|(_, rest)| rest.is_empty() || rest.starts_with("Tocsin"))
 }
 
+/// A pass-criterion recorder for the judges: `need(ok, what)` records `what` as a failure
+/// unless `ok`.
+pub(crate) fn needs(failures: &mut Vec<String>) -> impl FnMut(bool, String) + '_ {
+    move |ok, what| {
+        if !ok {
+            failures.push(what);
+        }
+    }
+}
+
 /// Compares deliveries with the oracle and reads the log.
 pub fn check(
     expected: &[Expected],

@@ -162,11 +162,7 @@ pub(crate) fn judge_steal(facts: Option<&Facts>, f: &Figures, failures: &mut Vec
         return;
     };
     let dwell_ms = BalancerConfig::test().zone.recover_dwell_ms;
-    let mut need = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
+    let mut need = super::checker::needs(failures);
     need(
         f.duplicates_idempotent == 0,
         format!("duplicates_idempotent {} (want 0)", f.duplicates_idempotent),

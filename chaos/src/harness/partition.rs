@@ -287,11 +287,7 @@ pub(crate) fn judge(facts: Option<&Facts>, failures: &mut Vec<String>) {
         failures.push("the partition was not carried out".into());
         return;
     };
-    let mut need = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
+    let mut need = super::checker::needs(failures);
     need(
         f.dropped_packets > 0,
         "the partition dropped no packet".into(),

@@ -279,11 +279,7 @@ pub(crate) fn judge(facts: Option<&Facts>, f: &Figures, failures: &mut Vec<Strin
         failures.push("S13 recorded nothing about its fault".into());
         return;
     };
-    let mut need = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
+    let mut need = super::checker::needs(failures);
     need(
         f.duplicates_raw == 0,
         format!(

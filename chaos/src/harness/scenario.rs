@@ -439,11 +439,7 @@ async fn save_api_state(cluster: &Cluster) -> Result<(), HarnessError> {
 
 /// The pass criteria of SCENARIOS.md that the figures alone decide.
 fn judge(scenario: ScenarioId, f: &Figures, failures: &mut Vec<String>) {
-    let mut need = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
+    let mut need = super::checker::needs(failures);
     need(f.missed == 0, format!("missed {} (want 0)", f.missed));
     need(
         f.group_labels_missing == 0,
