@@ -181,9 +181,9 @@ impl RawNodeConfig {
                 timing.snapshot_every_entries = v;
             }
         }
-        if timing.heartbeat.is_zero() || timing.election_min <= timing.heartbeat * 3 {
+        if timing.heartbeat.is_zero() || timing.election_min < timing.heartbeat * 3 {
             bail!(
-                "invalid raft.election_timeout_min_ms {:?}: must exceed 3x raft.heartbeat_interval_ms {:?}",
+                "invalid raft.election_timeout_min_ms {:?}: must be at least 3x raft.heartbeat_interval_ms {:?}",
                 timing.election_min,
                 timing.heartbeat
             );

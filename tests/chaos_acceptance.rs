@@ -4,11 +4,11 @@
 //! the run (`tocsin-chaos run --scenario S --seed N`).
 //!
 //! Runs are short (20 s of scripted workload, evaluation interval 1 s, test profile) so the
-//! whole file (20 runs, one at a time) stays around 9.5 minutes on two cores.
+//! whole file (26 runs, one at a time) stays around 13 minutes on two cores.
 //!
-//! S4 cuts links between zones, so its cluster runs with one network namespace per zone: its
-//! tests are plain `#[test]`s that enter a private hub namespace on their own thread first
-//! and only then build the runtime (namespaces are per thread; the runtime's threads and
+//! S4 cuts links between zones and S5, S6, S8 slow them, so their clusters run with one
+//! network namespace per zone: their tests are plain `#[test]`s that enter a private hub
+//! namespace on their own thread first and only then build the runtime (namespaces are per thread; the runtime's threads and
 //! every process the run starts inherit the hub). They need root, iproute2 and nftables, and
 //! fail saying what to install when those are missing.
 
@@ -270,6 +270,118 @@ async fn s7_steal_degrades_the_zone_until_it_stays_low_seed_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s7_steal_degrades_the_zone_until_it_stays_low_seed_2() {
     s7_steal(2).await;
+}
+
+/// The gray-failure facts of a report (`extra.gray`).
+fn gray_facts(r: &Report) -> &serde_json::Value {
+    let g = r
+        .extra
+        .get("gray")
+        .unwrap_or_else(|| panic!("no gray-failure facts: {:?}", r.extra));
+    println!(
+        "{} seed {}: {g}; zone states {:?}",
+        r.scenario, r.seed, r.figures.zone_states
+    );
+    g
+}
+
+/// The states zone `zone` went through, from the committed log.
+fn states_of<'a>(r: &'a Report, zone: &str) -> Vec<&'a str> {
+    r.figures
+        .zone_states
+        .get(zone)
+        .map(|c| c.iter().map(|c| c.state.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// SCENARIOS.md S5: 50–70 ms added round trip on a follower zone's links (through the
+/// harness's latency proxy). The zone is degraded, loses shards at the placement's bounded
+/// rate, is never drained (its work does not fail), and is healthy again only after the
+/// recovery dwell; nothing is missed or doubled.
+fn s5_latency(seed: u64) {
+    let r = in_private_hub(|hub| run_in(ScenarioId::S5, seed, Some(hub)));
+    let f = &r.figures;
+    let g = gray_facts(&r);
+    assert_eq!((f.missed, f.duplicates_idempotent), (0, 0));
+    assert_eq!((f.stale_epoch_commits, f.unowned_commits), (0, 0));
+    let zone = g["zone"].as_str().expect("the slow zone");
+    assert_eq!(states_of(&r, zone), ["degraded", "healthy"]);
+    assert!(
+        f.zone_shards_max_drop > 0,
+        "the degraded zone lost no shard"
+    );
+    assert!(g["frozen"].is_null(), "{g}");
+}
+
+#[test]
+fn s5_latency_degrades_a_zone_gradually_seed_1() {
+    s5_latency(1);
+}
+
+#[test]
+fn s5_latency_degrades_a_zone_gradually_seed_2() {
+    s5_latency(2);
+}
+
+/// SCENARIOS.md S6: the same latency switched on and off every 2–3 s. The zone changes
+/// state twice in all (degraded once, healthy once the latency stayed off for the recovery
+/// dwell), never drained, so it never needed a quarantine.
+fn s6_flapping(seed: u64) {
+    let r = in_private_hub(|hub| run_in(ScenarioId::S6, seed, Some(hub)));
+    let f = &r.figures;
+    let g = gray_facts(&r);
+    assert_eq!((f.missed, f.duplicates_idempotent), (0, 0));
+    let zone = g["zone"].as_str().expect("the flapping zone");
+    assert_eq!(states_of(&r, zone), ["degraded", "healthy"]);
+    assert!(g["flaps"].as_array().is_some_and(|f| f.len() >= 3), "{g}");
+    assert_eq!(g["max_recent_drains"], 0, "{g}");
+}
+
+#[test]
+fn s6_flapping_latency_changes_the_zone_state_a_bounded_number_of_times_seed_1() {
+    s6_flapping(1);
+}
+
+#[test]
+fn s6_flapping_latency_changes_the_zone_state_a_bounded_number_of_times_seed_2() {
+    s6_flapping(2);
+}
+
+/// SCENARIOS.md S8: 30–40 ms added round trip on two zones at once. Placement freezes
+/// (the observer is suspect), `TocsinPlacementFrozen` fires and resolves at a receiver, no
+/// zone changes state and no shard moves; nothing is missed or doubled.
+fn s8_two_zones(seed: u64) {
+    let r = in_private_hub(|hub| run_in(ScenarioId::S8, seed, Some(hub)));
+    let f = &r.figures;
+    let g = gray_facts(&r);
+    assert_eq!((f.missed, f.duplicates_idempotent), (0, 0));
+    assert!(g["frozen"].is_string(), "{g}");
+    assert!(
+        f.zone_states.values().all(Vec::is_empty),
+        "{:?}",
+        f.zone_states
+    );
+    assert_eq!(f.shard_moves, 0);
+    for m in [
+        "TocsinPlacementFrozen firing",
+        "TocsinPlacementFrozen resolved",
+    ] {
+        assert!(
+            f.meta_notifications.iter().any(|n| n == m),
+            "{:?}",
+            f.meta_notifications
+        );
+    }
+}
+
+#[test]
+fn s8_two_slow_zones_freeze_placement_and_raise_a_meta_alert_seed_1() {
+    s8_two_zones(1);
+}
+
+#[test]
+fn s8_two_slow_zones_freeze_placement_and_raise_a_meta_alert_seed_2() {
+    s8_two_zones(2);
 }
 
 /// SCENARIOS.md S13: Redis (the workers' shared rate limits) is SIGKILLed while team b's

@@ -130,6 +130,9 @@ pub struct Penalties {
     pub steal: f64,
     /// P_work.
     pub work: f64,
+    /// The zone's p99 of each RTT kind (probe, datasource, store) behind P_lat, ms: why a
+    /// zone looks slow, for operators.
+    pub rtt_p99_ms: [Option<f64>; 3],
 }
 
 /// Aggregates the workers of one zone.
@@ -211,6 +214,7 @@ pub fn penalties(config: &HealthConfig, zone: &ZoneSample, others: &[&ZoneSample
         latency,
         steal,
         work,
+        rtt_p99_ms: zone.p99_ms,
     }
 }
 

@@ -57,6 +57,7 @@ mod tests {
             latency: 1.0,
             steal: 0.0,
             work: 0.5,
+            ..Default::default()
         };
         assert!((raw_score(&p) - 0.5 * 0.6).abs() < 1e-12);
         assert_eq!(

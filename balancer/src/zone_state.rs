@@ -227,6 +227,22 @@ impl ZoneTracker {
         }
     }
 
+    /// Placement is frozen (the observer is suspect): what the zone looked like meanwhile
+    /// is no evidence, so every dwell towards a lower weight starts again at `now_ms`. Once
+    /// the freeze lifts, a zone that still looks bad must look bad for a whole dwell before
+    /// it loses weight, instead of acting at once on time served under suspicion.
+    pub fn restart_lowering_dwells(&mut self, now_ms: i64) {
+        for since in [
+            &mut self.below_full_since,
+            &mut self.below_drain_since,
+            &mut self.below_relapse_since,
+        ] {
+            if since.is_some() {
+                *since = Some(now_ms);
+            }
+        }
+    }
+
     /// The transition this zone wants at `now_ms`, before the global guards.
     pub fn propose(
         &self,

@@ -121,6 +121,38 @@ fn two_bad_zones_freeze_placement() {
 }
 
 #[test]
+fn time_frozen_does_not_count_towards_a_dwell() {
+    let cfg = test_profile();
+    let dwell = cfg.zone.degrade_dwell_ms;
+    let mut s = Sim::new(cfg, &[2, 2, 2]);
+    s.run(6_000);
+    s.report = slow_b_and_c;
+    s.run(20_000);
+    assert!(s.last().frozen.is_some(), "{:?}", s.last());
+    assert!(s.state_changes.is_empty(), "{:?}", s.state_changes);
+    // Zone c is well again; b still looks bad and has looked bad for 20 s, all of it
+    // frozen. It degrades only once it looked bad for a dwell after the freeze lifted.
+    s.report = slow_b;
+    let c_well = s.now;
+    while s.last().frozen.is_some() {
+        s.run(s.tick_ms);
+        assert!(s.now - c_well <= 30_000, "the freeze never lifted");
+    }
+    // The last frozen tick restarted the dwell.
+    let unfrozen = s.now - s.tick_ms;
+    while s.state("b") == ZoneState::Healthy {
+        s.run(s.tick_ms);
+        assert!(s.now - unfrozen <= 30_000, "b never degraded");
+    }
+    assert!(
+        s.now - unfrozen >= dwell,
+        "b degraded {} ms after the freeze lifted (dwell {dwell} ms)",
+        s.now - unfrozen
+    );
+    assert_eq!(s.state("c"), ZoneState::Healthy);
+}
+
+#[test]
 fn dead_zone_is_drained_even_while_frozen() {
     let mut s = Sim::new(prod(), &[2, 2, 2]);
     s.run(60_000);

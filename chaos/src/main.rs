@@ -5,7 +5,7 @@
 //! - `tocsin-chaos run --scenario S2 --seed 42` (or `--all --seeds N`) runs scenarios of
 //!   SCENARIOS.md against a real cluster of the `tocsin` binary (`--tocsin PATH`, else the
 //!   one next to this executable), prints a table and writes one `report.json` per run.
-//!   When a selected scenario cuts links between zones (S4), the process first enters a
+//!   When a selected scenario cuts or slows links between zones (S4, S5, S6, S8), the process first enters a
 //!   private network namespace (root, iproute2 and nftables needed), before the runtime
 //!   starts any thread.
 //! - `tocsin-chaos kill-zone b --cluster DIR/cluster.json` SIGKILLs every node and worker of
@@ -55,7 +55,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Scenario to run (S1, S2, S3, S4, S7, S9, S10, S11, S12, S13).
+    /// Scenario to run (S1 to S13).
     #[arg(long, conflicts_with = "all", required_unless_present = "all")]
     scenario: Option<String>,
     /// Run every implemented scenario.

@@ -377,14 +377,25 @@ impl BalancerHandle {
                 shard_moves,
             };
         }
-        if matches!(decision.phase, tocsin_balancer::Phase::Active) {
+        let active = matches!(decision.phase, tocsin_balancer::Phase::Active);
+        if active {
             commands.extend(self.zone_meta_alerts(&decision.zones, now));
         }
-        self.maybe_hand_off_leadership(&decision.zones);
-        if commands.is_empty() {
-            return;
+        if !commands.is_empty() {
+            self.propose_decision(commands, decision.assign.len()).await;
         }
-        let moves = decision.assign.len();
+        if active {
+            // Only once settled, and after this tick's decision is committed: a leader that
+            // has just won an election (a zone died; its own zone may look bad on stale
+            // records) first reassigns the dead zone's shards. Handing off at once would cost
+            // another election and another settle before anything moves (S4, leader's zone
+            // cut off).
+            self.maybe_hand_off_leadership(&decision.zones);
+        }
+    }
+
+    /// Commits one tick's commands; `moves` of them are shard reassignments.
+    async fn propose_decision(&self, commands: Vec<Command>, moves: usize) {
         match self.node.proposer.propose(commands).await {
             Ok((index, results)) => {
                 for r in results.iter().filter_map(|r| r.as_ref().err()) {

@@ -53,7 +53,7 @@ pub struct NodeArgs {
     /// Cluster name, recorded in the data dir [default: tocsin].
     #[arg(long)]
     cluster_name: Option<String>,
-    /// Timing profile: `production` (heartbeat 100 ms, election 1-2 s) or `test`.
+    /// Timing profile: `production` (heartbeat 200 ms, election 1-2 s) or `test`.
     #[arg(long)]
     profile: Option<String>,
     /// A TOML file with the same settings (see README: Configuration).

@@ -83,6 +83,14 @@ pub struct ZoneView {
 pub struct SignalsView {
     pub alive_fraction: f64,
     pub latency_penalty: f64,
+    /// p99 over the latency window of the balancer's probe round trip to the zone's
+    /// workers, and of the workers' own datasource and store round trips, ms.
+    #[serde(default)]
+    pub probe_rtt_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub datasource_rtt_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub store_rtt_p99_ms: Option<f64>,
     pub steal_penalty: f64,
     pub work_penalty: f64,
     pub raw_score: f64,
@@ -170,6 +178,9 @@ pub fn build(s: &AppState) -> Status {
                     signals: Some(SignalsView {
                         alive_fraction: z.penalties.alive_fraction,
                         latency_penalty: z.penalties.latency,
+                        probe_rtt_p99_ms: z.penalties.rtt_p99_ms[0],
+                        datasource_rtt_p99_ms: z.penalties.rtt_p99_ms[1],
+                        store_rtt_p99_ms: z.penalties.rtt_p99_ms[2],
                         steal_penalty: z.penalties.steal,
                         work_penalty: z.penalties.work,
                         raw_score: z.raw_score,

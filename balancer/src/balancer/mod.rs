@@ -263,6 +263,9 @@ impl Balancer {
             }
             if let Some(reason) = &outcome.frozen {
                 warn!(reason = %reason, "placement frozen");
+                for z in self.zones.values_mut() {
+                    z.tracker.restart_lowering_dwells(now);
+                }
             }
             decision.frozen = outcome.frozen;
             decision.meta_alerts = outcome.alerts;

@@ -151,6 +151,11 @@ pub struct Figures {
     pub zone_shards: Vec<(i64, usize)>,
     /// Most shards the fault zone lost in one assignment after the fault started.
     pub zone_shards_max_drop: usize,
+    /// Shards of both spaces (eval and notify) the log assigned, at the end.
+    pub shards_total: usize,
+    /// Shards handed from one worker to another after the fault started (a shard whose
+    /// owner was removed and then given a new one is not a move: it had none).
+    pub shard_moves: usize,
     /// Workload webhook notifications whose `groupLabels` lack the `series` the route groups
     /// by (Alertmanager's payload carries them on resolves too).
     pub group_labels_missing: usize,
@@ -481,6 +486,7 @@ fn log(recording: &Recording, fault: Option<&FaultWindow>, end_ms: i64, f: &mut 
     f.unowned_commits = report.unowned_commits;
     f.audit_complete = recording.gaps.is_empty();
     f.log_entries = recording.entries.len();
+    f.shards_total = owners.len();
     eval_gaps(&mut evals, end_ms, f);
 }
 
@@ -498,6 +504,12 @@ fn on_change(
         Command::Assign { shards } => {
             for (s, o) in shards {
                 let new = o.as_ref().map(|w| w.to_string());
+                if fault.is_some()
+                    && let (Some(Some(old)), Some(new)) = (owners.get(s), &new)
+                    && old != new
+                {
+                    f.shard_moves += 1;
+                }
                 if let Some(fw) = fault
                     && f.first_move_s.is_none()
                     && owners.get(s).is_some_and(|old| hit(old, fw))

@@ -111,6 +111,10 @@ pub struct Plan {
     pub hold_ms: i64,
     /// S4: whether the seed aimed at the leader's zone (else at a follower's).
     pub aim_at_leader: bool,
+    /// S8: the second zone the fault hits.
+    pub second_zone: Option<String>,
+    /// S5, S6, S8: the round trip added to the zones' links, ms.
+    pub added_rtt_ms: u64,
 }
 
 /// Draws the plan of `scenario` from the run's seeded generator.
@@ -163,6 +167,39 @@ pub(crate) async fn plan(scenario: ScenarioId, run: &mut Run) -> Plan {
             p.worker = Some(workers[run.rng.random_range(0..workers.len())].clone());
             p.hold_ms = run.rng.random_range(3_000..=5_000);
         }
+        ScenarioId::S5 | ScenarioId::S6 => {
+            // A follower's zone: the acting balancer measures from the leader, so a slow
+            // leader zone makes the others look slow (S8's case).
+            let leader_zone = run.cluster.leader().await.map(|(_, z)| z);
+            let followers: Vec<&String> = zones
+                .iter()
+                .filter(|z| Some(*z) != leader_zone.as_ref())
+                .collect();
+            p.zone = followers
+                .get(run.rng.random_range(0..followers.len().max(1)))
+                .map(|z| (*z).clone());
+            p.avoid_zone.clone_from(&p.zone);
+            // Under the test profile's replication budget (the Raft heartbeat, 100 ms), so
+            // the slow follower still acknowledges: slow, not cut off.
+            p.added_rtt_ms = run.rng.random_range(50..=70);
+            p.at_ms = run.rng.random_range(4_000..=7_000);
+            p.hold_ms = if scenario == ScenarioId::S5 {
+                run.rng.random_range(10_000..=12_000)
+            } else {
+                run.rng.random_range(14_000..=16_000)
+            };
+        }
+        ScenarioId::S8 => {
+            let first = run.rng.random_range(0..zones.len());
+            let second = (first + run.rng.random_range(1..zones.len())) % zones.len();
+            p.zone = Some(zones[first].clone());
+            p.second_zone = Some(zones[second].clone());
+            // Between the two slow zones the delays add up: 2 × 40 ms + jitter stays under
+            // the test profile's replication budget (100 ms) when one of them leads.
+            p.added_rtt_ms = run.rng.random_range(30..=40);
+            p.at_ms = run.rng.random_range(4_000..=7_000);
+            p.hold_ms = run.rng.random_range(10_000..=12_000);
+        }
         ScenarioId::S7 => {
             p.zone = Some(zones[run.rng.random_range(0..zones.len())].clone());
             p.at_ms = run.rng.random_range(4_000..=7_000);
@@ -192,6 +229,8 @@ pub(crate) async fn execute(
         }
         ScenarioId::S3 => kill_leader_zone(run, plan).await,
         ScenarioId::S4 => super::partition::execute(run, plan).await,
+        ScenarioId::S5 | ScenarioId::S8 => super::gray::latency(run, plan).await,
+        ScenarioId::S6 => super::gray::flapping(run, plan).await,
         ScenarioId::S7 => super::gray::steal(run, plan).await,
         ScenarioId::S9 => pause_worker(run, plan).await,
         ScenarioId::S10 => receiver_faults(run).await,
@@ -214,7 +253,9 @@ pub(crate) async fn after(scenario: ScenarioId, run: &mut Run) {
             }
         }
         ScenarioId::S4 => super::partition::after(run).await,
-        ScenarioId::S7 => super::gray::after(run).await,
+        ScenarioId::S5 | ScenarioId::S6 | ScenarioId::S7 | ScenarioId::S8 => {
+            super::gray::after(run).await;
+        }
         ScenarioId::S13 => super::redis::after(run),
         ScenarioId::S12 => {
             let rules = run.cluster.get_json("/api/v1/rules").await;

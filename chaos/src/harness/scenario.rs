@@ -18,6 +18,7 @@ use super::cluster::{Cluster, ClusterSpec, wait_until};
 use super::error::HarnessError;
 use super::faults::{self, Emulators};
 use super::gray;
+use super::latency::LatencyLinks;
 use super::netns::{Hub, Network, ZoneNet};
 use super::oracle;
 use super::partition;
@@ -52,8 +53,14 @@ pub enum ScenarioId {
     S3,
     /// Partition one zone from the others (processes alive), then heal.
     S4,
+    /// Latency on one zone's links, then off again.
+    S5,
+    /// Latency on one zone's links switched on and off every few seconds.
+    S6,
     /// Steal time on one zone's workers, then low again.
     S7,
+    /// Latency on two zones' links at once.
+    S8,
     /// SIGSTOP one worker past its lease, then SIGCONT.
     S9,
     /// Receivers answer 5xx, 429 with Retry-After, or hang.
@@ -68,12 +75,15 @@ pub enum ScenarioId {
 
 impl ScenarioId {
     /// Every implemented scenario, in matrix order.
-    pub const ALL: [ScenarioId; 10] = [
+    pub const ALL: [ScenarioId; 13] = [
         Self::S1,
         Self::S2,
         Self::S3,
         Self::S4,
+        Self::S5,
+        Self::S6,
         Self::S7,
+        Self::S8,
         Self::S9,
         Self::S10,
         Self::S11,
@@ -88,7 +98,10 @@ impl ScenarioId {
             Self::S2 => "S2",
             Self::S3 => "S3",
             Self::S4 => "S4",
+            Self::S5 => "S5",
+            Self::S6 => "S6",
             Self::S7 => "S7",
+            Self::S8 => "S8",
             Self::S9 => "S9",
             Self::S10 => "S10",
             Self::S11 => "S11",
@@ -97,11 +110,16 @@ impl ScenarioId {
         }
     }
 
-    /// Whether the scenario cuts links between zones, so that its cluster must run with one
-    /// network namespace per zone (and the harness inside a private hub namespace, see
-    /// [`super::netns::enter_private_hub`]).
+    /// Whether the scenario cuts or slows links between zones, so that its cluster must run
+    /// with one network namespace per zone (and the harness inside a private hub namespace,
+    /// see [`super::netns::enter_private_hub`]).
     pub fn needs_private_network(self) -> bool {
-        self == Self::S4
+        matches!(self, Self::S4) || self.slows_links()
+    }
+
+    /// Whether the scenario adds latency between zones (through [`LatencyLinks`]).
+    pub fn slows_links(self) -> bool {
+        matches!(self, Self::S5 | Self::S6 | Self::S8)
     }
 
     /// Mixed into the seed so that two scenarios with the same seed differ. Fixed per
@@ -119,6 +137,9 @@ impl ScenarioId {
             Self::S4 => 7,
             Self::S7 => 8,
             Self::S13 => 9,
+            Self::S5 => 10,
+            Self::S6 => 11,
+            Self::S8 => 12,
         }
     }
 }
@@ -182,6 +203,8 @@ pub(crate) struct Run {
     pub(crate) partition: Option<partition::Facts>,
     /// What a gray-failure scenario (S5–S8) observed.
     pub(crate) gray: Option<gray::Facts>,
+    /// The latency links between zones (S5, S6, S8).
+    pub(crate) latency: Option<LatencyLinks>,
     /// S13's Redis server (taken while the fault runs).
     pub(crate) redis: Option<RedisServer>,
     /// What S13 observed.
@@ -231,6 +254,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         duration_ms,
         Timing::default(),
     ));
+    let mut latency = None;
     let network = if cfg.scenario.needs_private_network() {
         let hub = cfg
             .hub
@@ -238,7 +262,14 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
             .ok_or(HarnessError::NeedsPrivateNetwork {
                 scenario: cfg.scenario.as_str(),
             })?;
-        Network::Namespaced(Arc::new(ZoneNet::create(hub, &zones).await?))
+        let net = Arc::new(ZoneNet::create(hub, &zones).await?);
+        if cfg.scenario.slows_links() {
+            // Before any process starts: the routing catches new connections only.
+            let links = LatencyLinks::start(&net, &zones, &stop).await?;
+            links.proxy().set_seed(cfg.seed);
+            latency = Some(links);
+        }
+        Network::Namespaced(net)
     } else {
         Network::Loopback
     };
@@ -275,19 +306,34 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, HarnessError> {
         blind: Vec::new(),
         partition: None,
         gray: None,
+        latency,
         redis,
         redis_facts: None,
     };
     let result = drive(cfg, &mut run, &script, &exporter).await;
     run.cluster.shutdown().await;
+    if let Some(links) = run.latency.take() {
+        run.extra
+            .insert("latency_links".into(), json!(links.stats()));
+        links.shutdown().await;
+    }
     let (figures, end_ms) = result?;
     let _ = end_ms;
     judge(cfg.scenario, &figures, &mut run.failures);
     if cfg.scenario == ScenarioId::S4 {
         partition::judge(run.partition.as_ref(), &mut run.failures);
     }
-    if cfg.scenario == ScenarioId::S7 {
-        gray::judge_steal(run.gray.as_ref(), &figures, &mut run.failures);
+    let gray = run.gray.as_ref();
+    match cfg.scenario {
+        ScenarioId::S5 => {
+            gray::judge_sick_zone(gray::Signal::Latency, gray, &figures, &mut run.failures);
+        }
+        ScenarioId::S6 => gray::judge_flapping(gray, &figures, &mut run.failures),
+        ScenarioId::S7 => {
+            gray::judge_sick_zone(gray::Signal::Steal, gray, &figures, &mut run.failures);
+        }
+        ScenarioId::S8 => gray::judge_two_zones(gray, &figures, &mut run.failures),
+        _ => {}
     }
     if cfg.scenario == ScenarioId::S13 {
         redis::judge(run.redis_facts.as_ref(), &figures, &mut run.failures);
@@ -496,7 +542,12 @@ fn judge(scenario: ScenarioId, f: &Figures, failures: &mut Vec<String>) {
         ScenarioId::S11 => {
             need(f.spurious == 0, format!("spurious {} (want 0)", f.spurious));
         }
-        ScenarioId::S7 | ScenarioId::S12 | ScenarioId::S13 => {}
+        ScenarioId::S5
+        | ScenarioId::S6
+        | ScenarioId::S7
+        | ScenarioId::S8
+        | ScenarioId::S12
+        | ScenarioId::S13 => {}
     }
 }
 

@@ -16,21 +16,31 @@ pub struct RaftTiming {
 }
 
 impl RaftTiming {
-    /// For zones on a real network: heartbeat 100 ms, election 1–2 s (etcd-style), so a
-    /// cross-zone hiccup does not depose a healthy leader.
+    /// For zones on a real network: heartbeat 200 ms, election 1–2 s, so a cross-zone
+    /// hiccup does not depose a healthy leader.
+    ///
+    /// The heartbeat is also the **replication budget**: openraft 0.9 bounds every
+    /// AppendEntries (heartbeat or not) by `heartbeat_interval`, the follower's fsync
+    /// included. A follower whose round trip exceeds it never acknowledges anything, and a
+    /// leader whose links all exceed it commits nothing, yet stays leader (its heartbeats
+    /// still arrive, late). 200 ms covers a sick zone's added latency (tens of ms, see
+    /// `reference/zone-health.md`) on top of a slow fsync.
     pub fn production() -> Self {
         Self {
-            heartbeat: Duration::from_millis(100),
+            heartbeat: Duration::from_millis(200),
             election_min: Duration::from_millis(1000),
             election_max: Duration::from_millis(2000),
             snapshot_every_entries: 20_000,
         }
     }
 
-    /// For tests and `tocsin dev` on one machine: elections in 300–600 ms.
+    /// For tests and `tocsin dev` on one machine: heartbeat (and replication budget, see
+    /// [`RaftTiming::production`]) 100 ms, elections in 300–600 ms. Three heartbeats per
+    /// election timeout is enough on loopback, where nothing is lost; what the timeout
+    /// guards against there is a stalled process, and the heartbeat does not change that.
     pub fn test() -> Self {
         Self {
-            heartbeat: Duration::from_millis(50),
+            heartbeat: Duration::from_millis(100),
             election_min: Duration::from_millis(300),
             election_max: Duration::from_millis(600),
             snapshot_every_entries: 2_000,
