@@ -43,6 +43,10 @@ pub struct E2eBenchArgs {
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_s: u64,
+    /// Enqueue and claim each notification in two commits (the protocol before
+    /// `EnqueueClaimed`), to measure what claiming with the enqueue saves.
+    #[arg(long)]
+    two_commit_claims: bool,
     /// The rule-evaluation section.
     #[command(flatten)]
     rules: RulesBenchArgs,
@@ -81,9 +85,14 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         super::bench::cpu_model()
     );
     println!(
-        "# rerun: tocsin bench e2e --alerts {} --per-commit {} {}",
+        "# rerun: tocsin bench e2e --alerts {} --per-commit {}{} {}",
         args.alerts,
         args.per_commit,
+        if args.two_commit_claims {
+            " --two-commit-claims"
+        } else {
+            ""
+        },
         args.rules.rerun_flags()
     );
     let timeout = Duration::from_secs(args.timeout_s);
@@ -94,12 +103,17 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         );
     }
     for n in &args.alerts.0 {
-        one(*n, args.per_commit, timeout).await?;
+        one(*n, args.per_commit, !args.two_commit_claims, timeout).await?;
     }
     super::bench_rules::run(&args.rules, timeout).await
 }
 
-async fn one(n: usize, per_commit: usize, timeout: Duration) -> anyhow::Result<()> {
+async fn one(
+    n: usize,
+    per_commit: usize,
+    claim_on_enqueue: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let (cluster, _) = super::bench::start_cluster(tmp.path().to_path_buf()).await;
     let client = cluster.client();
@@ -138,6 +152,7 @@ async fn one(n: usize, per_commit: usize, timeout: Duration) -> anyhow::Result<(
         now_ms: crate::clock::wall_ms,
         limiter: None,
         observer: Arc::new(tocsin_alerter::worker::observe::NoObserver),
+        claim_on_enqueue,
     };
     let (_tx, rx) = tokio::sync::watch::channel(Ownership {
         shards: shards.iter().map(|(s, _)| (*s, Epoch(epoch))).collect(),

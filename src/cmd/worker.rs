@@ -281,6 +281,7 @@ pub async fn run(args: WorkerArgs) -> i32 {
         now_ms: crate::clock::wall_ms,
         limiter: Some(limiter),
         observer: metrics.clone(),
+        claim_on_enqueue: true,
     };
     tracker.spawn(notify::run(
         notify,

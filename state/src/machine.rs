@@ -601,6 +601,27 @@ fn apply_outbox(
         OutboxOp::EnqueueUnit { unit, notification } => {
             return enqueue_unit(stream, *unit, notification, index);
         }
+        OutboxOp::EnqueueClaimed {
+            notification,
+            log,
+            units,
+            worker,
+            at_ms,
+        } => {
+            enqueue(stream, notification, log, *units, index)?;
+            let seq = stream.seq;
+            for slot in &mut stream.units {
+                if let Some(head) = slot.head.as_mut().filter(|h| h.seq == seq) {
+                    head.state = DeliveryState::Claimed {
+                        worker: worker.clone(),
+                        epoch,
+                        at_ms: *at_ms,
+                    };
+                    head.attempts += 1;
+                }
+            }
+            return Ok(());
+        }
         OutboxOp::Claim { unit, seq, .. }
         | OutboxOp::Delivered { unit, seq, .. }
         | OutboxOp::Retry { unit, seq, .. }
@@ -620,7 +641,9 @@ fn apply_outbox(
         }
     };
     match op {
-        OutboxOp::Enqueue { .. } | OutboxOp::EnqueueUnit { .. } => {}
+        OutboxOp::Enqueue { .. }
+        | OutboxOp::EnqueueUnit { .. }
+        | OutboxOp::EnqueueClaimed { .. } => {}
         OutboxOp::Claim { worker, at_ms, .. } => {
             head.state = DeliveryState::Claimed {
                 worker: worker.clone(),

@@ -82,6 +82,11 @@ pub struct NotifyCtx {
     pub limiter: Option<RateLimiter>,
     /// Where delivery attempts are reported (the worker's `/metrics`).
     pub observer: Arc<dyn WorkerObserver>,
+    /// Claim a flush's notification in the same commit as its enqueue
+    /// (`OutboxOp::EnqueueClaimed`, one commit before the send). `false` enqueues and claims
+    /// in two commits, the earlier protocol: only `tocsin bench e2e --two-commit-claims`
+    /// uses it, to measure what the single commit saves.
+    pub claim_on_enqueue: bool,
 }
 
 /// The provider limit of a channel kind (providers.md): Slack 1/s per webhook, PagerDuty
@@ -186,6 +191,12 @@ struct NotifyLoop {
     all_dirty: bool,
     /// When a stream's head becomes due (retry time, claim timeout); stale entries are harmless.
     timers: BTreeSet<(i64, NotificationKey)>,
+    /// Units this loop claimed with its own flush (`EnqueueClaimed`) and has not started
+    /// sending: (stream, unit) → the claim's `at_ms`. A head claimed by this worker under the
+    /// current epoch at exactly that time is sent at once, without a second commit; any other
+    /// head claimed by this worker (say, before a restart) is in doubt as usual. Entries older
+    /// than the claim timeout are dropped: the in-doubt path then owns the head.
+    preclaimed: BTreeMap<(NotificationKey, u16), i64>,
     /// Answers of pipelined proposals.
     settled_tx: mpsc::UnboundedSender<Settled>,
     proposals_in_flight: usize,
@@ -226,6 +237,7 @@ impl NotifyLoop {
             dirty: BTreeSet::new(),
             all_dirty: true,
             timers: BTreeSet::new(),
+            preclaimed: BTreeMap::new(),
             proposals_in_flight: 0,
             tracker,
         }
@@ -718,7 +730,10 @@ impl NotifyLoop {
                 self.refused(&e);
             }
             (Pending::Enqueue(..), Ok(_)) => {}
-            (Pending::Enqueue(..), Err(e)) => self.refused(&e),
+            (Pending::Enqueue(_, _, key, _), Err(e)) => {
+                self.preclaimed.retain(|(k, _), _| *k != key);
+                self.refused(&e);
+            }
             (Pending::Report(r), Ok(_)) => {
                 match &r.next {
                     Next::Dead(reason) => {
@@ -813,10 +828,29 @@ impl NotifyLoop {
                 }
             };
             let data = data_of(&self.known, &f, d, &self.ctx.external_url);
-            let op = OutboxOp::Enqueue {
-                notification: f.to_notification(data.encode()),
-                log: NotifyLog::from(&f.log),
-                units: units as u16,
+            let (notification, log, units) = (
+                f.to_notification(data.encode()),
+                NotifyLog::from(&f.log),
+                units as u16,
+            );
+            let op = if self.ctx.claim_on_enqueue {
+                // Claimed in the same commit: the send starts once the flush is committed.
+                for unit in 0..units {
+                    self.preclaimed.insert((f.key.clone(), unit), now);
+                }
+                OutboxOp::EnqueueClaimed {
+                    notification,
+                    log,
+                    units,
+                    worker: self.ctx.worker.clone(),
+                    at_ms: now,
+                }
+            } else {
+                OutboxOp::Enqueue {
+                    notification,
+                    log,
+                    units,
+                }
             };
             ops.push((shard, epoch, f.key.clone(), op));
         }
@@ -848,6 +882,7 @@ impl NotifyLoop {
             !(*phase == Phase::Reported && settled)
         });
         let timeout = self.ctx.claim_timeout.as_millis() as i64;
+        self.preclaimed.retain(|_, at_ms| *at_ms + timeout > now);
         // Only streams whose outbox changed, or whose timer is due, can have work.
         let mut keys: BTreeSet<NotificationKey> = if self.all_dirty {
             outbox.keys().cloned().collect()
@@ -877,11 +912,24 @@ impl NotifyLoop {
                 if self.inflight.contains_key(&(key.clone(), unit)) {
                     continue;
                 }
+                let mut preclaimed = false;
                 let in_doubt = match &head.state {
                     DeliveryState::Pending if head.next_attempt_ms <= now => false,
                     DeliveryState::Pending => {
                         self.timers.insert((head.next_attempt_ms, key.clone()));
                         continue;
+                    }
+                    // Claimed by this loop's own flush, not sent yet.
+                    DeliveryState::Claimed {
+                        worker,
+                        epoch: claimed_epoch,
+                        at_ms,
+                    } if *worker == self.ctx.worker
+                        && *claimed_epoch == epoch
+                        && self.preclaimed.get(&(key.clone(), unit)) == Some(at_ms) =>
+                    {
+                        preclaimed = true;
+                        false
                     }
                     // Claimed by an older owner, or by this one before a lost answer.
                     DeliveryState::Claimed { at_ms, .. } => {
@@ -901,21 +949,25 @@ impl NotifyLoop {
                     key.clone(),
                     unit,
                     in_doubt,
+                    preclaimed,
                     head.clone(),
                     slot.last.clone(),
                 ));
             }
         }
         let mut due = Vec::new();
-        for (shard, epoch, key, unit, in_doubt, head, last) in candidates {
+        for (shard, epoch, key, unit, in_doubt, preclaimed, head, last) in candidates {
             // A claim still within its timeout is resent at once only if the channel
             // deduplicates; otherwise the timeout bounds the duplicate window to a crash.
             if in_doubt && self.idempotent(&config, &key, unit) != Some(true) {
                 continue;
             }
-            due.push((shard, epoch, key, unit, head, last));
+            if preclaimed {
+                self.preclaimed.remove(&(key.clone(), unit));
+            }
+            due.push((shard, epoch, key, unit, preclaimed, head, last));
         }
-        for (shard, epoch, key, unit, head, last) in due {
+        for (shard, epoch, key, unit, preclaimed, head, last) in due {
             let channel = match channels_of(&mut self.channels, &self.ctx, &config, &key.receiver) {
                 Ok(c) => c.get(usize::from(unit)).cloned().ok_or_else(|| {
                     format!("receiver {:?} has no delivery unit {unit}", key.receiver)
@@ -956,14 +1008,14 @@ impl NotifyLoop {
                     continue;
                 }
             };
-            let op = OutboxOp::Claim {
-                unit,
-                seq: head.seq,
-                worker: self.ctx.worker.clone(),
-                at_ms: now,
-            };
             self.inflight
                 .insert((key.clone(), unit), (head.seq, Phase::Busy));
+            // The claim of a preclaimed head already counted this attempt.
+            let attempt = if preclaimed {
+                head.attempts.saturating_sub(1)
+            } else {
+                head.attempts
+            };
             let send = SendJob {
                 shard,
                 epoch,
@@ -973,7 +1025,7 @@ impl NotifyLoop {
                     key: key.clone(),
                     seq: head.seq,
                     data,
-                    attempt: head.attempts,
+                    attempt,
                     enqueued_ms: head.notification.due_ms,
                     now_ms: now,
                     previous_provider_id: last.and_then(|l| match l.state {
@@ -981,6 +1033,16 @@ impl NotifyLoop {
                         _ => None,
                     }),
                 },
+            };
+            if preclaimed {
+                self.start_send(send);
+                continue;
+            }
+            let op = OutboxOp::Claim {
+                unit,
+                seq: head.seq,
+                worker: self.ctx.worker.clone(),
+                at_ms: now,
             };
             batch.push((
                 outbox_command(shard, epoch, &key, op),

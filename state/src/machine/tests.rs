@@ -399,6 +399,107 @@ fn outbox_orders_and_replaces_pending() {
 }
 
 #[test]
+fn enqueue_claimed_claims_the_heads_it_becomes_and_waits_behind_claimed_ones() {
+    let mut m = Machine::default();
+    m.apply(1, &Command::RegisterWorker(worker("w1", "a")))
+        .unwrap();
+    let key = NotificationKey {
+        receiver: "pd".into(),
+        group_key: "{}:{alertname=\"X\"}".into(),
+    };
+    let shard = m.layout.notify_shard(&key);
+    let w1 = WorkerId::new("w1").unwrap();
+    m.apply(
+        2,
+        &Command::Assign {
+            shards: vec![(shard, Some(w1.clone()))],
+        },
+    )
+    .unwrap();
+    let cmd = |epoch, op| Command::Shard {
+        shard,
+        epoch: Epoch(epoch),
+        op: ShardOp::Outbox {
+            key: key.clone(),
+            op,
+        },
+    };
+    let claimed = |at_ms| OutboxOp::EnqueueClaimed {
+        notification: Notification {
+            resolved: false,
+            alerts: vec![Fingerprint(1)],
+            payload: vec![],
+            due_ms: 5,
+        },
+        log: NotifyLog {
+            firing: vec![Fingerprint(1)],
+            resolved: vec![],
+            at_ms: 5,
+            escalated_ms: 5,
+        },
+        units: 2,
+        worker: w1.clone(),
+        at_ms,
+    };
+    let stream = |m: &Machine| {
+        let QueryResult::Outbox(streams) = m.query(&Query::Outbox { shard: Some(shard) }) else {
+            panic!()
+        };
+        streams[0].1.clone()
+    };
+    // Idle units: the new notification is every unit's head, claimed by w1 under epoch 2.
+    m.apply(3, &cmd(2, claimed(6))).unwrap();
+    let s = stream(&m);
+    for slot in &s.units {
+        let head = slot.head.as_ref().unwrap();
+        assert_eq!(head.seq, 3);
+        assert_eq!(head.attempts, 1);
+        assert_eq!(
+            head.state,
+            DeliveryState::Claimed {
+                worker: w1.clone(),
+                epoch: Epoch(2),
+                at_ms: 6
+            }
+        );
+    }
+    // Unit 0 delivered, unit 1 still in flight: the next one is claimed on unit 0 and waits
+    // (pending, unclaimed) behind unit 1's claimed head.
+    m.apply(
+        4,
+        &cmd(
+            2,
+            OutboxOp::Delivered {
+                unit: 0,
+                seq: 3,
+                provider_id: None,
+                at_ms: 7,
+            },
+        ),
+    )
+    .unwrap();
+    m.apply(5, &cmd(2, claimed(8))).unwrap();
+    let s = stream(&m);
+    let head0 = s.units[0].head.as_ref().unwrap();
+    assert_eq!((head0.seq, head0.attempts), (5, 1));
+    assert!(matches!(
+        head0.state,
+        DeliveryState::Claimed { at_ms: 8, .. }
+    ));
+    assert_eq!(s.units[1].head.as_ref().unwrap().seq, 3);
+    let queued = s.units[1].queued.as_ref().unwrap();
+    assert_eq!((queued.seq, queued.attempts), (5, 0));
+    assert_eq!(queued.state, DeliveryState::Pending);
+    // Fenced like any shard write: a stale epoch changes nothing.
+    let (before, stats_before) = (m.digest(), m.stats.clone());
+    let err = m.apply(6, &cmd(1, claimed(9))).unwrap_err();
+    assert!(matches!(err, CommandError::StaleEpoch { .. }), "{err}");
+    m.stats = stats_before;
+    assert_eq!(m.digest(), before);
+    m.validate().unwrap();
+}
+
+#[test]
 fn rules_version_is_an_optimistic_lock() {
     let mut m = Machine::default();
     let g = crate::model::RuleGroupRecord {

@@ -154,6 +154,18 @@ pub enum OutboxOp {
         reason: String,
         at_ms: i64,
     },
+    /// [`OutboxOp::Enqueue`] by the stream's owner, which claims the new notification for
+    /// `worker` at once on every unit where it becomes the head (an idle unit, or one whose
+    /// head was still pending); on a unit with a claimed head it waits behind it as usual.
+    /// One commit instead of two before the send; the claim is fenced by the command's
+    /// epoch like any other. (Last variant: the log's encoding of the others is unchanged.)
+    EnqueueClaimed {
+        notification: Notification,
+        log: NotifyLog,
+        units: u16,
+        worker: WorkerId,
+        at_ms: i64,
+    },
 }
 
 /// Success of one command.
