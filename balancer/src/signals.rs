@@ -178,10 +178,18 @@ pub fn sample_zone(
     }
 }
 
+/// RTT kinds P_lat compares across zones: the balancer's probe and the workers' datasource
+/// round trip. The workers' store round trip (a commit: the leader's quorum round, fsync and
+/// batching on top of the zone's own link, which the probe already measures on the same
+/// path) is reported but not scored: it is the leader's latency more than the zone's, and on
+/// a busy host its p99 wanders past the floor and 3× the other zones' without any fault.
+/// zone-health.md §6.2 scores probe RTT and Raft append RTT for the same reason.
+const SCORED_RTT_KINDS: [usize; 2] = [0, 1];
+
 /// Penalties of `zone` given the samples of every other zone (for the latency ratio).
 pub fn penalties(config: &HealthConfig, zone: &ZoneSample, others: &[&ZoneSample]) -> Penalties {
     let mut latency: f64 = 0.0;
-    for kind in 0..3 {
+    for kind in SCORED_RTT_KINDS {
         let Some(mine) = zone.p99_ms[kind] else {
             continue;
         };
@@ -266,6 +274,21 @@ mod tests {
         assert_eq!(penalties(&c, &fast, &[&tiny]).latency, 0.0);
         // No other zone: nothing to compare with.
         assert_eq!(penalties(&c, &slow, &[]).latency, 0.0);
+    }
+
+    #[test]
+    fn a_slow_store_round_trip_alone_is_reported_but_not_scored() {
+        let c = BalancerConfig::test().health;
+        let store = |ms| HeartbeatReport {
+            probe_rtt_ms: Some(2.0),
+            store_rtt_ms: Some(ms),
+            ..Default::default()
+        };
+        let base = zone_with(&c, &vec![store(25.0); 20]);
+        let slow = zone_with(&c, &vec![store(250.0); 20]);
+        let p = penalties(&c, &slow, &[&base, &base]);
+        assert_eq!(p.latency, 0.0, "{p:?}");
+        assert_eq!(p.rtt_p99_ms[2], Some(250.0));
     }
 
     #[test]

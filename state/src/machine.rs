@@ -750,11 +750,28 @@ fn enqueue(
                     state: DeliveryState::Pending,
                     ..
                 }) => slot.head = Some(entry),
+                // The notification in flight already says this (a flush repeated after its
+                // owner resynced, a proposal retried after a lost answer): queuing it again
+                // would deliver it twice, and anything queued before it is older news.
+                Some(head) if same_news(&head.notification, notification) => slot.queued = None,
                 Some(_) => slot.queued = Some(entry),
             }
         }
         Ok(())
     }
+}
+
+/// Whether two notifications of one stream tell the same: firing or resolved, about the same
+/// alerts.
+fn same_news(a: &Notification, b: &Notification) -> bool {
+    if a.resolved != b.resolved || a.alerts.len() != b.alerts.len() {
+        return false;
+    }
+    let mut x = a.alerts.clone();
+    let mut y = b.alerts.clone();
+    x.sort_unstable();
+    y.sort_unstable();
+    x == y
 }
 
 /// The fingerprint and group of a meta-alert with the full label set `labels`.

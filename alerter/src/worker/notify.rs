@@ -192,11 +192,11 @@ struct NotifyLoop {
     /// When a stream's head becomes due (retry time, claim timeout); stale entries are harmless.
     timers: BTreeSet<(i64, NotificationKey)>,
     /// Units this loop claimed with its own flush (`EnqueueClaimed`) and has not started
-    /// sending: (stream, unit) → the claim's `at_ms`. A head claimed by this worker under the
+    /// sending: (stream, unit, the claim's `at_ms`). A head claimed by this worker under the
     /// current epoch at exactly that time is sent at once, without a second commit; any other
     /// head claimed by this worker (say, before a restart) is in doubt as usual. Entries older
     /// than the claim timeout are dropped: the in-doubt path then owns the head.
-    preclaimed: BTreeMap<(NotificationKey, u16), i64>,
+    preclaimed: BTreeSet<(NotificationKey, u16, i64)>,
     /// Answers of pipelined proposals.
     settled_tx: mpsc::UnboundedSender<Settled>,
     proposals_in_flight: usize,
@@ -237,7 +237,7 @@ impl NotifyLoop {
             dirty: BTreeSet::new(),
             all_dirty: true,
             timers: BTreeSet::new(),
-            preclaimed: BTreeMap::new(),
+            preclaimed: BTreeSet::new(),
             proposals_in_flight: 0,
             tracker,
         }
@@ -731,7 +731,7 @@ impl NotifyLoop {
             }
             (Pending::Enqueue(..), Ok(_)) => {}
             (Pending::Enqueue(_, _, key, _), Err(e)) => {
-                self.preclaimed.retain(|(k, _), _| *k != key);
+                self.preclaimed.retain(|(k, _, _)| *k != key);
                 self.refused(&e);
             }
             (Pending::Report(r), Ok(_)) => {
@@ -836,7 +836,7 @@ impl NotifyLoop {
             let op = if self.ctx.claim_on_enqueue {
                 // Claimed in the same commit: the send starts once the flush is committed.
                 for unit in 0..units {
-                    self.preclaimed.insert((f.key.clone(), unit), now);
+                    self.preclaimed.insert((f.key.clone(), unit, now));
                 }
                 OutboxOp::EnqueueClaimed {
                     notification,
@@ -882,7 +882,8 @@ impl NotifyLoop {
             !(*phase == Phase::Reported && settled)
         });
         let timeout = self.ctx.claim_timeout.as_millis() as i64;
-        self.preclaimed.retain(|_, at_ms| *at_ms + timeout > now);
+        self.preclaimed
+            .retain(|(_, _, at_ms)| *at_ms + timeout > now);
         // Only streams whose outbox changed, or whose timer is due, can have work.
         let mut keys: BTreeSet<NotificationKey> = if self.all_dirty {
             outbox.keys().cloned().collect()
@@ -926,7 +927,7 @@ impl NotifyLoop {
                         at_ms,
                     } if *worker == self.ctx.worker
                         && *claimed_epoch == epoch
-                        && self.preclaimed.get(&(key.clone(), unit)) == Some(at_ms) =>
+                        && self.preclaimed.contains(&(key.clone(), unit, *at_ms)) =>
                     {
                         preclaimed = true;
                         false
@@ -963,7 +964,11 @@ impl NotifyLoop {
                 continue;
             }
             if preclaimed {
-                self.preclaimed.remove(&(key.clone(), unit));
+                let at_ms = match &head.state {
+                    DeliveryState::Claimed { at_ms, .. } => *at_ms,
+                    _ => 0,
+                };
+                self.preclaimed.remove(&(key.clone(), unit, at_ms));
             }
             due.push((shard, epoch, key, unit, preclaimed, head, last));
         }

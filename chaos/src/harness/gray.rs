@@ -39,6 +39,9 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// After the fault ends, how long the zone gets to be healthy again (test profile: the
 /// signal's window to empty, the smoothed score to climb, then the 12 s recovery dwell).
 const RECOVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// After placement unfroze, how long its meta-alert's resolve gets to reach a receiver
+/// (a commit, the group's flush, a send).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The meta-alert a freeze raises.
 pub const FROZEN_ALERT: &str = "TocsinPlacementFrozen";
 
@@ -290,6 +293,25 @@ pub(crate) async fn after(run: &mut Run) {
     })
     .await;
     facts.healthy_again_ms = healthy.ok();
+    if facts.second_zone.is_some() && facts.healthy_again_ms.is_some() {
+        // S8: the freeze's resolve is notified after placement unfroze; the checker reads
+        // the receivers' logs right after this, so wait (bounded) for it to land.
+        let emulators = &run.emulators;
+        let _ = super::cluster::wait_until(RESOLVE_TIMEOUT, "the freeze's resolve", || async {
+            let o = emulators.observed();
+            o.hooks
+                .values()
+                .flatten()
+                .any(|r| {
+                    let b: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                    r.processed
+                        && b["status"] == "resolved"
+                        && b["alerts"][0]["labels"]["alertname"] == FROZEN_ALERT
+                })
+                .then_some(())
+        })
+        .await;
+    }
     let path = run.cluster.dir().join("gray-samples.json");
     if let Err(err) = std::fs::write(&path, json!(facts.samples).to_string()) {
         tracing::warn!(%err, path = %path.display(), "writing the balancer samples");

@@ -593,6 +593,62 @@ fn save_evaluations(
     std::fs::write(&path, text).map_err(|e| HarnessError::io(&path, e))
 }
 
+/// Each zone's committed states and the shards its workers own, replayed from the log.
+fn zone_lanes(
+    run: &Run,
+    recording: &super::recorder::Recording,
+) -> std::collections::BTreeMap<String, super::timeline::ZoneLane> {
+    use tocsin_state::model::Command;
+    let zone_of: std::collections::BTreeMap<&str, &str> = run
+        .cluster
+        .procs
+        .iter()
+        .filter(|p| p.role == super::process::Role::Worker)
+        .map(|p| (p.id.as_str(), p.zone.as_str()))
+        .collect();
+    let mut lanes: std::collections::BTreeMap<String, super::timeline::ZoneLane> = run
+        .cluster
+        .nodes()
+        .map(|n| (n.zone.clone(), Default::default()))
+        .collect();
+    let mut owners: std::collections::BTreeMap<tocsin_state::model::ShardId, String> =
+        Default::default();
+    for e in &recording.entries {
+        for c in &e.changes {
+            match c {
+                Command::Assign { shards } => {
+                    for (s, o) in shards {
+                        match o {
+                            Some(w) => owners.insert(*s, w.to_string()),
+                            None => owners.remove(s),
+                        };
+                    }
+                }
+                Command::RemoveWorker { id } => owners.retain(|_, w| w != id.as_str()),
+                Command::SetZone { zone, record } => {
+                    let lane = lanes.entry(zone.to_string()).or_default();
+                    let state = record.state.as_str().to_string();
+                    let last = lane.states.last().map_or("healthy", |(_, s)| s.as_str());
+                    if last != state {
+                        lane.states.push((e.recv_ms, state));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (zone, lane) in &mut lanes {
+            let n = owners
+                .values()
+                .filter(|w| zone_of.get(w.as_str()) == Some(&zone.as_str()))
+                .count();
+            if lane.shards.last().map(|(_, m)| *m) != Some(n) {
+                lane.shards.push((e.recv_ms, n));
+            }
+        }
+    }
+    lanes
+}
+
 /// Writes `timeline.svg`.
 fn save_timeline(
     run: &Run,
@@ -610,6 +666,7 @@ fn save_timeline(
             .iter()
             .map(|e| (run.t0_ms + e.at_ms, e.what.clone()))
             .collect(),
+        zones: zone_lanes(run, recording),
         ..TimelineInput::default()
     };
     for e in &recording.entries {

@@ -1,7 +1,9 @@
-//! The run's timeline as an SVG: one lane per rule group (each committed evaluation a tick),
-//! one lane per receiver (each expected notification a hollow mark at its due time, each
-//! arrival a dot: green processed, red refused), and the harness's faults as vertical lines.
-//! Pure: it formats what it is given.
+//! The run's timeline as an SVG: one lane per zone (its committed state as coloured bands —
+//! healthy green, degraded amber, drained red, probation blue — and the shards its workers
+//! own as a step line with the count at each change), one lane per rule group (each
+//! committed evaluation a tick), one lane per receiver (each expected notification a hollow
+//! mark at its due time, each arrival a dot: green processed, red refused), and the
+//! harness's faults as vertical lines. Pure: it formats what it is given.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,9 +26,20 @@ pub struct Arrival {
     pub label: String,
 }
 
+/// One zone's lane.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ZoneLane {
+    /// Committed state changes: (wall ms, state); healthy before the first.
+    pub states: Vec<(i64, String)>,
+    /// Shards its workers own, after each change: (wall ms, shards).
+    pub shards: Vec<(i64, usize)>,
+}
+
 /// What the timeline shows; every time is wall ms.
 #[derive(Debug, Clone, Default)]
 pub struct TimelineInput {
+    /// Zone lanes, drawn first.
+    pub zones: BTreeMap<String, ZoneLane>,
     /// The workload's start (time 0 of the axis).
     pub t0_ms: i64,
     /// The end of the axis.
@@ -52,9 +65,11 @@ fn esc(s: &str) -> String {
 pub fn render(input: &TimelineInput) -> String {
     let x = |ms: i64| LABEL_PX + (ms - input.t0_ms) as f64 / 1000.0 * PX_PER_S;
     let span_s = ((input.end_ms - input.t0_ms).max(1000) as f64 / 1000.0).ceil();
-    let lanes: Vec<String> = input
-        .evaluations
-        .keys()
+    let zone_lane = |z: &str| format!("zone {z}");
+    let zone_lanes: Vec<String> = input.zones.keys().map(|z| zone_lane(z)).collect();
+    let lanes: Vec<String> = zone_lanes
+        .iter()
+        .chain(input.evaluations.keys())
         .chain(input.expected.keys().chain(input.arrivals.keys()))
         .fold(Vec::new(), |mut v, k| {
             if !v.contains(k) {
@@ -90,6 +105,15 @@ pub fn render(input: &TimelineInput) -> String {
             y + 4.0,
             esc(lane)
         );
+        if let Some(zone) = input
+            .zones
+            .iter()
+            .find(|(z, _)| zone_lane(z) == *lane)
+            .map(|(_, l)| l)
+        {
+            draw_zone(&mut out, zone, y, input.t0_ms, input.end_ms, &x);
+            continue;
+        }
         for t in input.evaluations.get(lane).into_iter().flatten() {
             let _ = writeln!(
                 out,
@@ -136,6 +160,68 @@ pub fn render(input: &TimelineInput) -> String {
     out
 }
 
+fn state_color(state: &str) -> &'static str {
+    match state {
+        "healthy" => "#9d9",
+        "degraded" => "#fc6",
+        "drained" => "#e77",
+        "probation" => "#8bf",
+        _ => "#ccc",
+    }
+}
+
+/// A zone's state bands and its shard count as a step line (lane centre `y`).
+fn draw_zone(out: &mut String, zone: &ZoneLane, y: f64, t0: i64, end: i64, x: &dyn Fn(i64) -> f64) {
+    let mut bands: Vec<(i64, &str)> = vec![(t0, "healthy")];
+    bands.extend(zone.states.iter().map(|(t, s)| ((*t).max(t0), s.as_str())));
+    for (i, (from, state)) in bands.iter().enumerate() {
+        let to = bands.get(i + 1).map_or(end, |b| b.0).max(*from);
+        let _ = writeln!(
+            out,
+            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" opacity="0.5"><title>{}</title></rect>"#,
+            x(*from),
+            y - LANE_PX / 2.0 + 2.0,
+            x(to) - x(*from),
+            LANE_PX - 4.0,
+            state_color(state),
+            esc(state)
+        );
+    }
+    let max = zone
+        .shards
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let level = |n: usize| y + LANE_PX / 2.0 - 4.0 - (n as f64 / max) * (LANE_PX - 10.0);
+    let mut points = Vec::new();
+    let mut last: Option<usize> = None;
+    for (t, n) in &zone.shards {
+        let px = x((*t).max(t0));
+        if let Some(prev) = last {
+            points.push(format!("{px:.1},{:.1}", level(prev)));
+        }
+        points.push(format!("{px:.1},{:.1}", level(*n)));
+        let _ = writeln!(
+            out,
+            r#"<text x="{px:.1}" y="{:.1}" font-size="9">{n}</text>"#,
+            level(*n) - 2.0
+        );
+        last = Some(*n);
+    }
+    if let Some(n) = last {
+        points.push(format!("{:.1},{:.1}", x(end), level(n)));
+    }
+    if !points.is_empty() {
+        let _ = writeln!(
+            out,
+            r##"<polyline points="{}" fill="none" stroke="#345" stroke-width="1.5"/>"##,
+            points.join(" ")
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,8 +248,20 @@ mod tests {
                 label: "s00 firing".into(),
             }],
         );
+        input.zones.insert(
+            "b".into(),
+            ZoneLane {
+                states: vec![(6_000, "degraded".into()), (9_000, "healthy".into())],
+                shards: vec![(1_500, 100), (7_000, 80)],
+            },
+        );
         let svg = render(&input);
         assert!(svg.starts_with("<svg"));
+        assert!(svg.contains(">zone b<"));
+        // Healthy, degraded, healthy again.
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(svg.contains("<title>degraded</title>"));
+        assert!(svg.contains(">100<") && svg.contains(">80<"));
         assert!(svg.contains("kill &lt;zone&gt; b"));
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains(">team-a<") && svg.contains(">chaos/load-0<"));

@@ -207,8 +207,8 @@ fn invalid_assign_changes_nothing() {
     assert_eq!(m.digest(), before);
 }
 
-#[test]
-fn outbox_orders_and_replaces_pending() {
+/// A machine with worker `w1` owning the notify shard (epoch 2) of one stream's key.
+fn outbox_fixture() -> (Machine, NotificationKey, ShardId, WorkerId) {
     let mut m = Machine::default();
     m.apply(1, &Command::RegisterWorker(worker("w1", "a")))
         .unwrap();
@@ -225,6 +225,12 @@ fn outbox_orders_and_replaces_pending() {
         },
     )
     .unwrap();
+    (m, key, shard, w1)
+}
+
+#[test]
+fn outbox_orders_and_replaces_pending() {
+    let (mut m, key, shard, w1) = outbox_fixture();
     let op = |op| Command::Shard {
         shard,
         epoch: Epoch(2),
@@ -400,22 +406,7 @@ fn outbox_orders_and_replaces_pending() {
 
 #[test]
 fn enqueue_claimed_claims_the_heads_it_becomes_and_waits_behind_claimed_ones() {
-    let mut m = Machine::default();
-    m.apply(1, &Command::RegisterWorker(worker("w1", "a")))
-        .unwrap();
-    let key = NotificationKey {
-        receiver: "pd".into(),
-        group_key: "{}:{alertname=\"X\"}".into(),
-    };
-    let shard = m.layout.notify_shard(&key);
-    let w1 = WorkerId::new("w1").unwrap();
-    m.apply(
-        2,
-        &Command::Assign {
-            shards: vec![(shard, Some(w1.clone()))],
-        },
-    )
-    .unwrap();
+    let (mut m, key, shard, w1) = outbox_fixture();
     let cmd = |epoch, op| Command::Shard {
         shard,
         epoch: Epoch(epoch),
@@ -424,9 +415,9 @@ fn enqueue_claimed_claims_the_heads_it_becomes_and_waits_behind_claimed_ones() {
             op,
         },
     };
-    let claimed = |at_ms| OutboxOp::EnqueueClaimed {
+    let claimed_news = |at_ms, resolved| OutboxOp::EnqueueClaimed {
         notification: Notification {
-            resolved: false,
+            resolved,
             alerts: vec![Fingerprint(1)],
             payload: vec![],
             due_ms: 5,
@@ -441,6 +432,7 @@ fn enqueue_claimed_claims_the_heads_it_becomes_and_waits_behind_claimed_ones() {
         worker: w1.clone(),
         at_ms,
     };
+    let claimed = |at_ms| claimed_news(at_ms, false);
     let stream = |m: &Machine| {
         let QueryResult::Outbox(streams) = m.query(&Query::Outbox { shard: Some(shard) }) else {
             panic!()
@@ -478,7 +470,7 @@ fn enqueue_claimed_claims_the_heads_it_becomes_and_waits_behind_claimed_ones() {
         ),
     )
     .unwrap();
-    m.apply(5, &cmd(2, claimed(8))).unwrap();
+    m.apply(5, &cmd(2, claimed_news(8, true))).unwrap();
     let s = stream(&m);
     let head0 = s.units[0].head.as_ref().unwrap();
     assert_eq!((head0.seq, head0.attempts), (5, 1));
@@ -490,9 +482,20 @@ fn enqueue_claimed_claims_the_heads_it_becomes_and_waits_behind_claimed_ones() {
     let queued = s.units[1].queued.as_ref().unwrap();
     assert_eq!((queued.seq, queued.attempts), (5, 0));
     assert_eq!(queued.state, DeliveryState::Pending);
+    // Telling again what unit 1's notification in flight tells (the firing) drops the
+    // resolve queued before it and queues nothing: it would be delivered twice.
+    m.apply(6, &cmd(2, claimed(9))).unwrap();
+    let s = stream(&m);
+    assert_eq!(s.units[1].head.as_ref().unwrap().seq, 3);
+    assert!(s.units[1].queued.is_none());
+    assert_eq!(
+        s.units[0].head.as_ref().unwrap().seq,
+        5,
+        "unit 0 keeps its own"
+    );
     // Fenced like any shard write: a stale epoch changes nothing.
     let (before, stats_before) = (m.digest(), m.stats.clone());
-    let err = m.apply(6, &cmd(1, claimed(9))).unwrap_err();
+    let err = m.apply(7, &cmd(1, claimed(10))).unwrap_err();
     assert!(matches!(err, CommandError::StaleEpoch { .. }), "{err}");
     m.stats = stats_before;
     assert_eq!(m.digest(), before);
