@@ -929,6 +929,8 @@ impl NotifyLoop {
                         && *claimed_epoch == epoch
                         && self.preclaimed.contains(&(key.clone(), unit, *at_ms)) =>
                     {
+                        // Sent now (never in doubt), so this claim is used up.
+                        self.preclaimed.remove(&(key.clone(), unit, *at_ms));
                         preclaimed = true;
                         false
                     }
@@ -962,13 +964,6 @@ impl NotifyLoop {
             // deduplicates; otherwise the timeout bounds the duplicate window to a crash.
             if in_doubt && self.idempotent(&config, &key, unit) != Some(true) {
                 continue;
-            }
-            if preclaimed {
-                let at_ms = match &head.state {
-                    DeliveryState::Claimed { at_ms, .. } => *at_ms,
-                    _ => 0,
-                };
-                self.preclaimed.remove(&(key.clone(), unit, at_ms));
             }
             due.push((shard, epoch, key, unit, preclaimed, head, last));
         }

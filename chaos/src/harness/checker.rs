@@ -197,7 +197,7 @@ fn parse_hook<'a>(receiver_hint: &str, req: &'a RecordedRequest) -> Option<Hook<
 
 /// `alertname status` of a notification about Tocsin itself (its meta-alerts, such as
 /// `TocsinZoneUnhealthy`, go through the same routes); `None` for workload notifications.
-fn meta_alert(req: &RecordedRequest) -> Option<String> {
+pub(crate) fn meta_alert(req: &RecordedRequest) -> Option<String> {
     let body: serde_json::Value = serde_json::from_str(&req.body).ok()?;
     let name = body["alerts"][0]["labels"]["alertname"].as_str()?;
     name.starts_with("Tocsin")

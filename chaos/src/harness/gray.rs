@@ -297,17 +297,13 @@ pub(crate) async fn after(run: &mut Run) {
         // S8: the freeze's resolve is notified after placement unfroze; the checker reads
         // the receivers' logs right after this, so wait (bounded) for it to land.
         let emulators = &run.emulators;
+        let resolved = format!("{FROZEN_ALERT} resolved");
         let _ = super::cluster::wait_until(RESOLVE_TIMEOUT, "the freeze's resolve", || async {
             let o = emulators.observed();
             o.hooks
                 .values()
                 .flatten()
-                .any(|r| {
-                    let b: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-                    r.processed
-                        && b["status"] == "resolved"
-                        && b["alerts"][0]["labels"]["alertname"] == FROZEN_ALERT
-                })
+                .any(|r| r.processed && super::checker::meta_alert(r).as_ref() == Some(&resolved))
                 .then_some(())
         })
         .await;

@@ -397,7 +397,6 @@ async fn drive(
     let observed = run.emulators.observed();
     run.emulators.save_logs(run.cluster.dir())?;
     save_evaluations(&recording, run.t0_ms, run.cluster.dir())?;
-    save_timeline(run, &expected, &observed, &recording, end_ms)?;
     let figures = checker::check(
         &expected,
         incidents,
@@ -406,6 +405,7 @@ async fn drive(
         run.fault.as_ref(),
         end_ms,
     );
+    save_timeline(run, &expected, &observed, &recording, &figures, end_ms)?;
     run.extra.insert("t0_ms".into(), json!(run.t0_ms));
     run.extra.insert("script".into(), json!(script));
     run.extra.insert("oracle".into(), json!(expected));
@@ -593,10 +593,12 @@ fn save_evaluations(
     std::fs::write(&path, text).map_err(|e| HarnessError::io(&path, e))
 }
 
-/// Each zone's committed states and the shards its workers own, replayed from the log.
+/// Each zone's committed states (the checker's `zone_states`) and the shards its workers own,
+/// replayed from the log.
 fn zone_lanes(
     run: &Run,
     recording: &super::recorder::Recording,
+    figures: &Figures,
 ) -> std::collections::BTreeMap<String, super::timeline::ZoneLane> {
     use tocsin_state::model::Command;
     let zone_of: std::collections::BTreeMap<&str, &str> = run
@@ -609,7 +611,20 @@ fn zone_lanes(
     let mut lanes: std::collections::BTreeMap<String, super::timeline::ZoneLane> = run
         .cluster
         .nodes()
-        .map(|n| (n.zone.clone(), Default::default()))
+        .map(|n| {
+            let states = figures
+                .zone_states
+                .get(&n.zone)
+                .into_iter()
+                .flatten()
+                .map(|c| (c.at_ms, c.state.clone()))
+                .collect();
+            let lane = super::timeline::ZoneLane {
+                states,
+                shards: Vec::new(),
+            };
+            (n.zone.clone(), lane)
+        })
         .collect();
     let mut owners: std::collections::BTreeMap<tocsin_state::model::ShardId, String> =
         Default::default();
@@ -625,14 +640,6 @@ fn zone_lanes(
                     }
                 }
                 Command::RemoveWorker { id } => owners.retain(|_, w| w != id.as_str()),
-                Command::SetZone { zone, record } => {
-                    let lane = lanes.entry(zone.to_string()).or_default();
-                    let state = record.state.as_str().to_string();
-                    let last = lane.states.last().map_or("healthy", |(_, s)| s.as_str());
-                    if last != state {
-                        lane.states.push((e.recv_ms, state));
-                    }
-                }
                 _ => {}
             }
         }
@@ -655,6 +662,7 @@ fn save_timeline(
     expected: &[oracle::Expected],
     observed: &checker::Observed,
     recording: &super::recorder::Recording,
+    figures: &Figures,
     end_ms: i64,
 ) -> Result<(), HarnessError> {
     use super::timeline::{Arrival, TimelineInput, render};
@@ -666,7 +674,7 @@ fn save_timeline(
             .iter()
             .map(|e| (run.t0_ms + e.at_ms, e.what.clone()))
             .collect(),
-        zones: zone_lanes(run, recording),
+        zones: zone_lanes(run, recording, figures),
         ..TimelineInput::default()
     };
     for e in &recording.entries {
