@@ -1,7 +1,7 @@
 //! Group commit: concurrent proposals are coalesced into one Raft entry.
 //!
-//! openraft 0.9 waits for each log flush inside its core loop, so throughput is bounded by
-//! entries per fsync, not commands. The batcher takes proposals from a bounded queue, and
+//! Each Raft entry costs a replication round (an AppendEntries per follower, a follower fsync,
+//! the leader's core work), so throughput comes from commands per entry. The batcher takes proposals from a bounded queue, and
 //! whenever a write slot is free it drains everything queued (up to `max_commands` and
 //! `max_bytes`, optionally lingering for more) into one [`Batch`]. Under light load an entry
 //! holds one proposal and waits for nothing; under heavy load the queue fills while earlier

@@ -4,15 +4,15 @@
 use openraft::testing::{StoreBuilder, Suite};
 use tempfile::TempDir;
 use tocsin_state::raft::TypeConfig;
-use tocsin_state::raft::log_store::LogStore;
+use tocsin_state::raft::log_store::{LogStore, TailLimits};
 use tocsin_state::raft::sm_store::SmStore;
 
-struct Builder;
+struct Builder(TailLimits);
 
 impl StoreBuilder<TypeConfig, LogStore, SmStore, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, SmStore), openraft::StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = LogStore::open(dir.path(), None).expect("open log store");
+        let log = LogStore::open_with(dir.path(), None, self.0).expect("open log store");
         let sm = SmStore::open(dir.path()).expect("open state machine");
         Ok((dir, log, sm))
     }
@@ -20,5 +20,16 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore, TempDir> for Builder {
 
 #[test]
 fn openraft_storage_suite_passes() {
-    Suite::test_all(Builder).expect("storage conformance");
+    Suite::test_all(Builder(TailLimits::default())).expect("storage conformance");
+}
+
+/// The same suite with a tail of two entries: reads span redb and the tail, and entries are
+/// evicted as soon as they are durable.
+#[test]
+fn openraft_storage_suite_passes_with_a_tiny_tail() {
+    let tiny = TailLimits {
+        entries: 2,
+        bytes: 64 * 1024,
+    };
+    Suite::test_all(Builder(tiny)).expect("storage conformance");
 }
