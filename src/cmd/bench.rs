@@ -75,6 +75,10 @@ pub struct StoreBenchArgs {
     /// Most commands per Raft entry (node config `[batch] max_commands`).
     #[arg(long)]
     max_commands: Option<usize>,
+    /// One call per proposal (`StoreClient::propose_alone`) instead of coalescing the
+    /// proposers' concurrent proposals into `ProposeMany` calls.
+    #[arg(long)]
+    no_coalesce: bool,
 }
 
 /// Runs a benchmark; exit code 0 on success.
@@ -211,10 +215,30 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         cpu_model()
     );
     println!(
-        "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {}",
-        args.proposers, args.commands_per_proposal, args.seconds
+        "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {}{}",
+        args.proposers,
+        args.commands_per_proposal,
+        args.seconds,
+        if args.no_coalesce {
+            " --no-coalesce"
+        } else {
+            ""
+        }
     );
-    let (cluster, leader) = start_cluster(dir).await;
+    let mut batch = BatchConfig::default();
+    if let Some(n) = args.max_in_flight {
+        anyhow::ensure!(n > 0, "--max-in-flight must be positive");
+        batch.max_in_flight = n;
+    }
+    if let Some(n) = args.max_commands {
+        anyhow::ensure!(n > 0, "--max-commands must be positive");
+        batch.max_commands = n;
+    }
+    println!(
+        "# batching: max_in_flight {} entries, max_commands {} per entry",
+        batch.max_in_flight, batch.max_commands
+    );
+    let (cluster, leader) = start_cluster_with(dir, batch).await;
     let client = cluster.client();
 
     // One worker owns every eval shard; each proposer drives its own groups.
@@ -254,8 +278,19 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         .stats()
         .entries
         .load(Ordering::Relaxed);
-    let (committed, lat, refused) =
-        closed_loop(&client, &groups, &clock, Duration::from_secs(args.seconds)).await;
+    let jiffies_before = cpu_jiffies();
+    let calls_before = client.propose_stats().calls.load(Ordering::Relaxed);
+    let proposals_before = client.propose_stats().proposals.load(Ordering::Relaxed);
+    let (committed, lat, refused) = closed_loop(
+        &client,
+        &groups,
+        &clock,
+        Duration::from_secs(args.seconds),
+        args.no_coalesce,
+    )
+    .await;
+    let calls = client.propose_stats().calls.load(Ordering::Relaxed) - calls_before;
+    let proposals = client.propose_stats().proposals.load(Ordering::Relaxed) - proposals_before;
     let commands = cluster
         .node(leader)
         .proposer
@@ -284,20 +319,35 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         "mean_batch_size: {:.1} commands/entry",
         commands as f64 / entries.max(1) as f64
     );
+    println!(
+        "mean_call_size: {:.1} proposals/call (the client coalesces concurrent proposals)",
+        proposals as f64 / calls.max(1) as f64
+    );
+
+    println!(
+        "cpu_steal: {} of the machine's CPU time during the peak phase (another tenant's load; figures drop with it)",
+        steal_pct(jiffies_before, cpu_jiffies())
+    );
 
     // Phase 2: open loop at half the peak rate.
     let rate = (peak / 2.0).max(1.0);
+    let jiffies_before = cpu_jiffies();
     let mut lat = open_loop(
         &client,
         &groups,
         &clock,
         rate,
         Duration::from_secs(args.seconds),
+        args.no_coalesce,
     )
     .await;
     println!("half_load_rate: {rate:.0} commands/s");
     println!("half_load_p50_ms: {:.2} ms", lat.pct(0.50));
     println!("half_load_p99_ms: {:.2} ms", lat.pct(0.99));
+    println!(
+        "half_load_cpu_steal: {}",
+        steal_pct(jiffies_before, cpu_jiffies())
+    );
 
     // Every replica must agree on what was committed.
     let (index, _) = client
@@ -329,6 +379,7 @@ async fn closed_loop(
     groups: &[Arc<Groups>],
     clock: &Arc<AtomicU64>,
     d: Duration,
+    alone: bool,
 ) -> (u64, Lat, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
@@ -344,7 +395,12 @@ async fn closed_loop(
                         .collect::<Vec<_>>();
                 let k = cmds.len() as u64;
                 let t = tokio::time::Instant::now();
-                match client.propose(cmds).await {
+                let outcome = if alone {
+                    client.propose_alone(cmds).await
+                } else {
+                    client.propose(cmds).await
+                };
+                match outcome {
                     Ok((_, r)) => {
                         lat.push(t.elapsed().as_micros() as u32);
                         n += k;
@@ -373,6 +429,7 @@ async fn open_loop(
     clock: &Arc<AtomicU64>,
     rate: f64,
     d: Duration,
+    alone: bool,
 ) -> Lat {
     // Each group is proposed by one task at a time (its watermark must grow in commit order),
     // so the offered load is spread over the groups: a group task sleeps until its next slot.
@@ -394,7 +451,12 @@ async fn open_loop(
                     g.0.iter()
                         .map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % 1000))
                         .collect::<Vec<_>>();
-                if client.propose(cmds).await.is_ok() {
+                let outcome = if alone {
+                    client.propose_alone(cmds).await
+                } else {
+                    client.propose(cmds).await
+                };
+                if outcome.is_ok() {
                     // Latency from the scheduled time, so queueing behind a slow commit counts.
                     lat.push(next.elapsed().as_micros() as u32);
                 }
@@ -444,6 +506,30 @@ impl std::fmt::Display for Sizes {
     }
 }
 
+/// The machine's (all CPUs) total and steal jiffies from `/proc/stat`.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total = fields.iter().take(8).sum();
+    Some((total, *fields.get(7)?))
+}
+
+/// Share of CPU time the hypervisor stole between two [`cpu_jiffies`] readings, in percent.
+fn steal_pct(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> String {
+    match (before, after) {
+        (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => {
+            format!("{:.1} %", (s1 - s0) as f64 * 100.0 / (t1 - t0) as f64)
+        }
+        _ => "unknown".into(),
+    }
+}
+
 pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -458,8 +544,12 @@ pub(crate) fn cpu_model() -> String {
 /// The benchmarks' store: 3 in-process nodes on `dir` (redb + fsync, production Raft timing),
 /// once they have a leader (returned with it).
 pub(super) async fn start_cluster(dir: std::path::PathBuf) -> (TestCluster, u64) {
-    let cluster =
-        TestCluster::start(dir, 3, RaftTiming::production(), BatchConfig::default()).await;
+    start_cluster_with(dir, BatchConfig::default()).await
+}
+
+/// [`start_cluster`] with other batching limits.
+async fn start_cluster_with(dir: std::path::PathBuf, batch: BatchConfig) -> (TestCluster, u64) {
+    let cluster = TestCluster::start(dir, 3, RaftTiming::production(), batch).await;
     let leader = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(20))
         .await;

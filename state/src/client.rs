@@ -11,9 +11,19 @@
 //! 1 s for a read and a quarter of the deadline (at least 1 s) for a proposal: a node that stays
 //! silent (cut off by a partition) is then treated like one that refused the connection,
 //! skipped for a while, and the others are tried.
+//!
+//! **Coalescing**: concurrent proposals from one client (a worker's group loops, a notify
+//! loop's sends) are gathered into one `ProposeMany` call: a background task takes the first
+//! queued proposal, waits for one of [`CALLS_IN_FLIGHT`] call slots, then takes everything
+//! else queued (up to [`MAX_PROPOSALS_PER_CALL`] proposals, [`MAX_CALL_BYTES`]). Under light
+//! load a call carries one proposal and waits for nothing; under load the per-call cost
+//! (HTTP/2 framing, task hops, syscalls) is shared. Each proposal keeps its own outcome: one
+//! that the leader did not commit while others in the call did is retried alone through the
+//! same path as [`StoreClient::propose_alone`]. The task ends when the last clone of the
+//! client is dropped.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -21,7 +31,10 @@ use rand::Rng;
 use tocsin_proto::ServiceError;
 use tocsin_proto::codec::{self, MAX_ENCODED_BYTES, MAX_STATE_BYTES};
 use tocsin_proto::pb::store::store_client::StoreClient as PbClient;
-use tocsin_proto::pb::store::{ClusterInfoRequest, ProposeRequest, ReadRequest, WatchRequest};
+use tocsin_proto::pb::store::{
+    ClusterInfoRequest, ProposeManyRequest, ProposeRequest, ReadRequest, WatchRequest,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::model::{Change, ClusterInfo, Command, CommandResult, Query, QueryResult};
@@ -36,6 +49,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const ATTEMPT_MIN: Duration = Duration::from_millis(1000);
 /// How long a node that answered nothing is skipped when picking a seed.
 const SILENT_AVOID: Duration = Duration::from_secs(5);
+/// `ProposeMany` calls one client keeps in flight.
+pub const CALLS_IN_FLIGHT: usize = 4;
+/// Most proposals one coalesced call carries (the server's limit).
+pub const MAX_PROPOSALS_PER_CALL: usize = crate::service::MAX_PROPOSALS_PER_CALL;
+/// Most encoded bytes one coalesced call carries (a larger proposal goes alone).
+pub const MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
+/// Proposals queued for coalescing before `propose` waits.
+const COALESCE_QUEUE: usize = 4096;
+
+/// One proposal waiting to be coalesced.
+#[derive(Debug)]
+struct Queued {
+    /// Commands in the proposal.
+    n: usize,
+    payload: Vec<u8>,
+    reply: oneshot::Sender<Result<(u64, Vec<CommandResult>), ServiceError>>,
+}
 
 /// What a call needs of the node it reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +87,19 @@ pub struct StoreClient {
     /// Nodes that recently did not answer at all, and until when they are avoided.
     silent: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
     deadline: Duration,
+    /// The coalescing task's queue, started by the first proposal.
+    coalescer: Arc<OnceLock<mpsc::Sender<Queued>>>,
+    stats: Arc<ProposeStats>,
+}
+
+/// How proposals left this client (shared by its clones), for benchmarks and tests.
+#[derive(Debug, Default)]
+pub struct ProposeStats {
+    /// Proposals made.
+    pub proposals: std::sync::atomic::AtomicU64,
+    /// `Propose` and `ProposeMany` calls that carried them (redirects and retries inside a
+    /// call not counted; a proposal retried alone after a partial failure counts again).
+    pub calls: std::sync::atomic::AtomicU64,
 }
 
 impl StoreClient {
@@ -79,12 +122,16 @@ impl StoreClient {
             channels: Arc::default(),
             silent: Arc::default(),
             deadline: DEFAULT_DEADLINE,
+            coalescer: Arc::default(),
+            stats: Arc::default(),
         })
     }
 
     /// The same client with another overall deadline per call.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        // Coalesced calls run with the deadline of the client that started the task.
+        self.coalescer = Arc::default();
         self
     }
 
@@ -225,12 +272,55 @@ impl StoreClient {
     }
 
     /// Proposes `commands` (committed together in one entry, in order); returns the entry's log
-    /// index and one result per command.
+    /// index and one result per command. Concurrent proposals of this client share calls (see
+    /// the module docs).
     pub async fn propose(
         &self,
         commands: Vec<Command>,
     ) -> Result<(u64, Vec<CommandResult>), ServiceError> {
         let payload = codec::encode(&commands);
+        let n = commands.len();
+        if payload.len() >= MAX_CALL_BYTES {
+            return self.propose_encoded(n, payload).await;
+        }
+        let tx = self.coalescer.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(COALESCE_QUEUE);
+            // The task's own handle has no queue, so it does not keep itself alive.
+            let mut worker = self.clone();
+            worker.coalescer = Arc::default();
+            tokio::spawn(coalesce(worker, rx));
+            tx
+        });
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(q)) = tx.send(Queued { n, payload, reply }).await {
+            // The task's runtime has shut down (a client outliving it): go alone.
+            return self.propose_encoded(q.n, q.payload).await;
+        }
+        rx.await.map_err(|_| {
+            ServiceError::Unavailable("the proposal coalescer stopped (runtime shut down)".into())
+        })?
+    }
+
+    /// How this client's proposals were carried.
+    pub fn propose_stats(&self) -> &ProposeStats {
+        &self.stats
+    }
+
+    /// Proposes `commands` in a call of its own (no coalescing).
+    pub async fn propose_alone(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<(u64, Vec<CommandResult>), ServiceError> {
+        let payload = codec::encode(&commands);
+        self.propose_encoded(commands.len(), payload).await
+    }
+
+    async fn propose_encoded(
+        &self,
+        n: usize,
+        payload: Vec<u8>,
+    ) -> Result<(u64, Vec<CommandResult>), ServiceError> {
+        self.count(1);
         let reply = self
             .run(Call::Propose, |mut c, ttl| {
                 let mut req = tonic::Request::new(ProposeRequest {
@@ -242,14 +332,84 @@ impl StoreClient {
             .await?
             .into_inner();
         let results: Vec<CommandResult> = codec::decode("results", &reply.results)?;
-        if results.len() != commands.len() {
+        if results.len() != n {
             return Err(ServiceError::Internal(format!(
-                "{} results for {} commands",
+                "{} results for {n} commands",
                 results.len(),
-                commands.len()
             )));
         }
         Ok((reply.log_index, results))
+    }
+
+    fn count(&self, proposals: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.calls.fetch_add(1, Relaxed);
+        self.stats.proposals.fetch_add(proposals as u64, Relaxed);
+    }
+
+    /// One `ProposeMany` call for `batch`, each proposal answered on its own channel.
+    async fn propose_batch(&self, batch: Vec<Queued>) {
+        if batch.len() == 1 {
+            let q = batch.into_iter().next().expect("one proposal");
+            let _ = q.reply.send(self.propose_encoded(q.n, q.payload).await);
+            return;
+        }
+        self.count(batch.len());
+        let proposals: Vec<Vec<u8>> = batch.iter().map(|q| q.payload.clone()).collect();
+        let reply = self
+            .run(Call::Propose, |mut c, ttl| {
+                let mut req = tonic::Request::new(ProposeManyRequest {
+                    proposals: proposals.clone(),
+                });
+                req.set_timeout(ttl);
+                async move { c.propose_many(req).await }
+            })
+            .await;
+        let outcomes = match reply {
+            Ok(r) => r.into_inner().outcomes,
+            Err(e) => {
+                for q in batch {
+                    let _ = q.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        if outcomes.len() != batch.len() {
+            let e = ServiceError::Internal(format!(
+                "{} outcomes for {} proposals",
+                outcomes.len(),
+                batch.len()
+            ));
+            for q in batch {
+                let _ = q.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        for (q, o) in batch.into_iter().zip(outcomes) {
+            if !o.error.is_empty() {
+                // Not committed while others were (leadership moved mid-call): retry it alone.
+                // Every command tolerates being applied twice (module docs).
+                let client = self.clone();
+                tokio::spawn(async move {
+                    let _ = q.reply.send(client.propose_encoded(q.n, q.payload).await);
+                });
+                continue;
+            }
+            let result = codec::decode::<Vec<CommandResult>>("results", &o.results)
+                .map_err(ServiceError::from)
+                .and_then(|results| {
+                    if results.len() == q.n {
+                        Ok((o.log_index, results))
+                    } else {
+                        Err(ServiceError::Internal(format!(
+                            "{} results for {} commands",
+                            results.len(),
+                            q.n
+                        )))
+                    }
+                });
+            let _ = q.reply.send(result);
+        }
     }
 
     /// Reads `query`. Linearizable reads go to the leader, which confirms its leadership with a
@@ -315,5 +475,43 @@ impl StoreClient {
             .map_err(|s| ServiceError::from_status(&s))?
             .into_inner();
         Ok(codec::decode("cluster info", &reply.info)?)
+    }
+}
+
+/// The coalescing task: gathers queued proposals into calls, at most [`CALLS_IN_FLIGHT`] at
+/// once. Ends when every client handle (and so the queue's sender) is gone.
+async fn coalesce(client: StoreClient, mut rx: mpsc::Receiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+    let mut carry: Option<Queued> = None;
+    loop {
+        let first = match carry.take() {
+            Some(q) => q,
+            None => match rx.recv().await {
+                Some(q) => q,
+                None => return,
+            },
+        };
+        // Waiting for a slot is where calls grow under load.
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let mut bytes = first.payload.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_PROPOSALS_PER_CALL {
+            let Ok(q) = rx.try_recv() else { break };
+            if bytes + q.payload.len() > MAX_CALL_BYTES {
+                carry = Some(q);
+                break;
+            }
+            bytes += q.payload.len();
+            batch.push(q);
+        }
+        let client = client.clone();
+        tokio::spawn(async move {
+            client.propose_batch(batch).await;
+            drop(permit);
+        });
     }
 }

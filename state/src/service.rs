@@ -11,8 +11,8 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use tocsin_proto::codec;
 use tocsin_proto::pb::raft::{RaftReply, RaftRequest, raft_server};
 use tocsin_proto::pb::store::{
-    ClusterInfoReply, ClusterInfoRequest, ProposeReply, ProposeRequest, ReadReply, ReadRequest,
-    WatchEvent, WatchRequest, store_server,
+    ClusterInfoReply, ClusterInfoRequest, ProposeManyReply, ProposeManyRequest, ProposeOutcome,
+    ProposeReply, ProposeRequest, ReadReply, ReadRequest, WatchEvent, WatchRequest, store_server,
 };
 use tocsin_proto::{LeaderHint, ServiceError};
 use tokio::sync::mpsc;
@@ -29,6 +29,8 @@ use crate::watch::WatchError;
 
 /// Most commands one proposal may carry.
 pub const MAX_COMMANDS_PER_PROPOSAL: usize = 10_000;
+/// Most proposals one `ProposeMany` call may carry.
+pub const MAX_PROPOSALS_PER_CALL: usize = 1024;
 /// Server-side bound on a proposal's wait for commit.
 pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Server-side bound on a linearizable read's leadership check.
@@ -222,37 +224,101 @@ pub fn cluster_info(raft: &Raft, reader: &SmReader) -> ClusterInfo {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
+/// A proposal's commands, decoded and within limits; errors name `field`.
+fn decode_proposal(field: &str, bytes: &[u8]) -> Result<Vec<Command>, ServiceError> {
+    let commands: Vec<Command> =
+        codec::decode("commands", bytes).map_err(|e| ServiceError::invalid(field, e.reason))?;
+    if commands.is_empty() {
+        return Err(ServiceError::invalid(
+            field,
+            "at least one command is required",
+        ));
+    }
+    if commands.len() > MAX_COMMANDS_PER_PROPOSAL {
+        return Err(ServiceError::invalid(
+            field,
+            format!(
+                "{} commands exceeds the limit of {MAX_COMMANDS_PER_PROPOSAL}",
+                commands.len()
+            ),
+        ));
+    }
+    Ok(commands)
+}
+
+impl StoreService {
+    /// Proposes one proposal and waits (boundedly) for its commit.
+    async fn commit(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<crate::batcher::Committed, ServiceError> {
+        tokio::time::timeout(PROPOSE_TIMEOUT, self.proposer.propose(commands))
+            .await
+            .map_err(|_| ServiceError::Timeout("proposal not committed in time".into()))?
+            .map_err(|e| propose_error(&self.raft, e))
+    }
+}
+
 #[tonic::async_trait]
 impl store_server::Store for StoreService {
     async fn propose(
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeReply>, Status> {
-        let commands: Vec<Command> = codec::decode("commands", &request.into_inner().commands)
-            .map_err(ServiceError::from)?;
-        if commands.is_empty() {
-            return Err(
-                ServiceError::invalid("commands", "at least one command is required").into(),
-            );
-        }
-        if commands.len() > MAX_COMMANDS_PER_PROPOSAL {
+        let commands = decode_proposal("commands", &request.into_inner().commands)?;
+        let (index, results) = self.commit(commands).await?;
+        Ok(Response::new(ProposeReply {
+            log_index: index,
+            results: codec::encode(&results),
+        }))
+    }
+
+    async fn propose_many(
+        &self,
+        request: Request<ProposeManyRequest>,
+    ) -> Result<Response<ProposeManyReply>, Status> {
+        let proposals = request.into_inner().proposals;
+        if proposals.is_empty() || proposals.len() > MAX_PROPOSALS_PER_CALL {
             return Err(ServiceError::invalid(
-                "commands",
+                "proposals",
                 format!(
-                    "{} commands exceeds the limit of {MAX_COMMANDS_PER_PROPOSAL}",
-                    commands.len()
+                    "{} proposals; a call carries 1 to {MAX_PROPOSALS_PER_CALL}",
+                    proposals.len()
                 ),
             )
             .into());
         }
-        let (index, results) =
-            tokio::time::timeout(PROPOSE_TIMEOUT, self.proposer.propose(commands))
-                .await
-                .map_err(|_| ServiceError::Timeout("proposal not committed in time".into()))?
-                .map_err(|e| propose_error(&self.raft, e))?;
-        Ok(Response::new(ProposeReply {
-            log_index: index,
-            results: codec::encode(&results),
+        // Every proposal is checked before any is proposed: a bad one changes nothing.
+        let decoded = proposals
+            .iter()
+            .enumerate()
+            .map(|(i, p)| decode_proposal(&format!("proposals[{i}]"), p))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Polled in order, so the proposals enter the batcher's queue in request order.
+        let outcomes = futures::future::join_all(decoded.into_iter().map(|c| self.commit(c))).await;
+        if let Some(Err(first)) = outcomes.first()
+            && outcomes.iter().all(Result::is_err)
+        {
+            // Nothing committed (typically: not the leader): the call fails as one proposal
+            // would, so the client follows the redirect for all of them.
+            return Err(first.clone().into());
+        }
+        Ok(Response::new(ProposeManyReply {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| match o {
+                    Ok((index, results)) => ProposeOutcome {
+                        log_index: index,
+                        results: codec::encode(&results),
+                        error: String::new(),
+                    },
+                    Err(e) => ProposeOutcome {
+                        log_index: 0,
+                        results: Vec::new(),
+                        error: e.to_string(),
+                    },
+                })
+                .collect(),
         }))
     }
 

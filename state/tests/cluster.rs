@@ -494,3 +494,142 @@ async fn a_state_larger_than_one_message_replicates_restarts_and_reads() {
     }
     c.shutdown().await;
 }
+
+/// Concurrent proposals through one client share `ProposeMany` calls, and each still gets
+/// its own results: half of them carry a stale epoch and must see exactly their refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_proposals_share_calls_and_keep_their_own_results() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (_dir, c) = start(RaftTiming::test()).await;
+    c.wait_leader(&ALL, LONG).await;
+    let client = c.client();
+    let layout = ShardLayout {
+        eval_shards: 1,
+        notify_shards: 1,
+    };
+    client
+        .propose(vec![Command::SetLayout(layout), register("w1", "z1")])
+        .await
+        .unwrap();
+    let shard = tocsin_state::model::ShardId::eval(0);
+    let assign = || Command::Assign {
+        shards: vec![(shard, Some(WorkerId::new("w1").unwrap()))],
+    };
+    let (old_epoch, _) = client.propose(vec![assign()]).await.unwrap();
+    let (epoch, _) = client.propose(vec![assign()]).await.unwrap();
+    let before = client.propose_stats().calls.load(Relaxed);
+
+    const N: usize = 300;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let client = client.clone();
+        let e = if i % 2 == 0 { epoch } else { old_epoch };
+        tasks.spawn(async move {
+            let cmd = Command::Shard {
+                shard,
+                epoch: Epoch(e),
+                op: ShardOp::EvalCycle {
+                    group: GroupKey {
+                        namespace: "ns".into(),
+                        name: format!("g{i}"),
+                    },
+                    eval_ms: 1000,
+                    updates: vec![],
+                },
+            };
+            (i, client.propose(vec![cmd]).await.unwrap())
+        });
+    }
+    let mut last = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (i, (index, results)) = done.unwrap();
+        last = last.max(index);
+        assert_eq!(results.len(), 1);
+        if i % 2 == 0 {
+            assert!(results[0].is_ok(), "proposal {i}: {:?}", results[0]);
+        } else {
+            assert_eq!(
+                results[0],
+                Err(CommandError::StaleEpoch {
+                    shard,
+                    current: Epoch(epoch),
+                    got: Epoch(old_epoch)
+                }),
+                "proposal {i}"
+            );
+        }
+    }
+    let calls = client.propose_stats().calls.load(Relaxed) - before;
+    assert!(
+        calls <= (N / 4) as u64,
+        "{N} concurrent proposals took {calls} calls: they were not coalesced"
+    );
+    // Every replica holds the valid half's watermarks, none of the stale half's.
+    c.wait_applied(&ALL, last, LONG).await;
+    for id in ALL {
+        match c
+            .node(id)
+            .reader
+            .query(&Query::Watermarks { shard: None })
+            .1
+        {
+            QueryResult::Watermarks(w) => assert_eq!(w.len(), N / 2, "node {id}: {w:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// `ProposeMany` with one undecodable proposal is refused whole, naming the proposal, and
+/// proposes nothing; on a follower it fails as a whole with the leader's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_proposal_fails_its_whole_call_and_changes_nothing() {
+    use tocsin_proto::pb::store::ProposeManyRequest;
+    use tocsin_proto::pb::store::store_client::StoreClient as Raw;
+    let (_dir, c) = start(RaftTiming::test()).await;
+    let leader = c.wait_leader(&ALL, LONG).await;
+    let follower = ALL.into_iter().find(|id| *id != leader).unwrap();
+    let good = tocsin_proto::codec::encode(&vec![register("w-good", "z1")]);
+    let mut raw = Raw::connect(format!("http://{}", c.addr(leader)))
+        .await
+        .unwrap();
+    let err = raw
+        .propose_many(ProposeManyRequest {
+            proposals: vec![good.clone(), b"\x01garbage".to_vec()],
+        })
+        .await
+        .unwrap_err();
+    match ServiceError::from_status(&err) {
+        ServiceError::InvalidArgument { field, .. } => assert_eq!(field, "proposals[1]"),
+        other => panic!("{other:?}"),
+    }
+    let err = raw
+        .propose_many(ProposeManyRequest { proposals: vec![] })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(ServiceError::from_status(&err), ServiceError::InvalidArgument { ref field, .. } if field == "proposals"),
+        "{err:?}"
+    );
+    // A later write through the same leader commits; the refused call's good half never did.
+    let (index, _) = c
+        .client()
+        .propose(vec![register("w-later", "z1")])
+        .await
+        .unwrap();
+    c.wait_applied(&[leader], index, LONG).await;
+    assert_eq!(workers(&c, leader).await, vec!["w-later".to_string()]);
+
+    let mut raw = Raw::connect(format!("http://{}", c.addr(follower)))
+        .await
+        .unwrap();
+    let err = raw
+        .propose_many(ProposeManyRequest {
+            proposals: vec![good.clone(), good],
+        })
+        .await
+        .unwrap_err();
+    match ServiceError::from_status(&err) {
+        ServiceError::NotLeader { leader: Some(hint) } => assert_eq!(hint.grpc, c.addr(leader)),
+        other => panic!("{other:?}"),
+    }
+}
