@@ -331,14 +331,7 @@ impl StoreClient {
             })
             .await?
             .into_inner();
-        let results: Vec<CommandResult> = codec::decode("results", &reply.results)?;
-        if results.len() != n {
-            return Err(ServiceError::Internal(format!(
-                "{} results for {n} commands",
-                results.len(),
-            )));
-        }
-        Ok((reply.log_index, results))
+        committed(n, reply.log_index, &reply.results)
     }
 
     fn count(&self, proposals: usize) {
@@ -395,20 +388,7 @@ impl StoreClient {
                 });
                 continue;
             }
-            let result = codec::decode::<Vec<CommandResult>>("results", &o.results)
-                .map_err(ServiceError::from)
-                .and_then(|results| {
-                    if results.len() == q.n {
-                        Ok((o.log_index, results))
-                    } else {
-                        Err(ServiceError::Internal(format!(
-                            "{} results for {} commands",
-                            results.len(),
-                            q.n
-                        )))
-                    }
-                });
-            let _ = q.reply.send(result);
+            let _ = q.reply.send(committed(q.n, o.log_index, &o.results));
         }
     }
 
@@ -476,6 +456,23 @@ impl StoreClient {
             .into_inner();
         Ok(codec::decode("cluster info", &reply.info)?)
     }
+}
+
+/// A committed proposal of `n` commands: its entry's index and the decoded results, one per
+/// command.
+fn committed(
+    n: usize,
+    index: u64,
+    results: &[u8],
+) -> Result<(u64, Vec<CommandResult>), ServiceError> {
+    let results: Vec<CommandResult> = codec::decode("results", results)?;
+    if results.len() != n {
+        return Err(ServiceError::Internal(format!(
+            "{} results for {n} commands",
+            results.len()
+        )));
+    }
+    Ok((index, results))
 }
 
 /// The coalescing task: gathers queued proposals into calls, at most [`CALLS_IN_FLIGHT`] at
