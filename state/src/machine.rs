@@ -597,7 +597,7 @@ fn apply_outbox(
             notification,
             log,
             units,
-        } => return enqueue(stream, notification, log, *units, index),
+        } => return enqueue(stream, notification, log, *units, index).map(drop),
         OutboxOp::EnqueueUnit { unit, notification } => {
             return enqueue_unit(stream, *unit, notification, index);
         }
@@ -608,7 +608,9 @@ fn apply_outbox(
             worker,
             at_ms,
         } => {
-            enqueue(stream, notification, log, *units, index)?;
+            if !enqueue(stream, notification, log, *units, index)? {
+                return Ok(());
+            }
             let seq = stream.seq;
             for slot in &mut stream.units {
                 if let Some(head) = slot.head.as_mut().filter(|h| h.seq == seq) {
@@ -713,14 +715,21 @@ fn enqueue_unit(
     Ok(())
 }
 
-/// Queues a notification on every unit of the stream and records the log.
+/// Queues a notification on every unit of the stream and records the log; `false` when the
+/// enqueue is a replay of the one that wrote the stream's log, which changes nothing.
+///
+/// A replay is a proposal retried after a lost answer whose first copy committed after all.
+/// By then its notification may be delivered and off the head, so only the log tells: a flush
+/// is decided at a time (`log.at_ms`) from the group's alerts, and its owner proposes the next
+/// flush of a stream only once this one is answered, so an equal log is this flush again.
+/// Queued again, it would be delivered a second time under a new idempotency key.
 fn enqueue(
     stream: &mut OutboxStream,
     notification: &Notification,
     log: &NotifyLog,
     units: u16,
     index: u64,
-) -> Result<(), CommandError> {
+) -> Result<bool, CommandError> {
     {
         let units = &units;
         if *units == 0 || usize::from(*units) > MAX_DELIVERY_UNITS {
@@ -728,6 +737,9 @@ fn enqueue(
                 "units",
                 format!("must be between 1 and {MAX_DELIVERY_UNITS}"),
             ));
+        }
+        if stream.log.as_ref() == Some(log) {
+            return Ok(false);
         }
         // The log index orders deliveries of the stream: always newer than anything before.
         stream.seq = index.max(stream.seq + 1);
@@ -757,7 +769,7 @@ fn enqueue(
                 Some(_) => slot.queued = Some(entry),
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -9,7 +9,10 @@
 //! From that replica:
 //! - **Groups**: a [`Dispatcher`] holds the aggregation groups of the streams whose notify shard
 //!   this worker owns; committed alert transitions are routed in, and every flush is committed
-//!   as an outbox `Enqueue` (with the stream's new notification log) under the shard's epoch.
+//!   as an outbox `Enqueue` (with the stream's new notification log) under the shard's epoch,
+//!   at most one per stream in flight: the store takes an enqueue whose log equals the
+//!   stream's for a replay of a retried proposal and ignores it, which is sound only if a
+//!   stream's flushes commit one after another.
 //!   After a handoff or a config change the groups are rebuilt from the replicated log, so no
 //!   flush is repeated and none skipped.
 //! - **Outbox**: for each delivery unit of an owned stream, a pending head that is due is
@@ -105,6 +108,12 @@ fn limit_of(kind: &str) -> Option<RateLimit> {
 /// Outbox proposals in flight at once from one notify loop.
 const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
 
+/// The status of an acknowledge notification.
+const ACKNOWLEDGED: &str = "acknowledged";
+
+/// Longest a restarting loop waits for the previous one's proposals to be answered.
+const PROPOSALS_SETTLE_MAX: Duration = Duration::from_secs(30);
+
 /// A watch stream quiet this long is checked against the cluster's applied index.
 const WATCH_QUIET: Duration = Duration::from_secs(2);
 
@@ -129,9 +138,14 @@ pub async fn run(
             None => break,
             Some(reason) => {
                 warn!(%reason, "notify loop restarting from a fresh replica");
+                // The next loop decides flushes from what it reads: an enqueue of this loop
+                // still in flight must have landed or failed by then, or its flush could be
+                // decided (and sent) a second time. Every proposal has a deadline.
+                state.proposals.close();
+                let settled = tokio::time::timeout(PROPOSALS_SETTLE_MAX, state.proposals.wait());
                 tokio::select! {
                     () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = async { settled.await.ok(); tokio::time::sleep(Duration::from_millis(250)).await } => {}
                 }
             }
         }
@@ -175,8 +189,14 @@ struct NotifyLoop {
     /// not applied the assignment (its epoch is the assignment's log index).
     held_back: Option<u64>,
     inflight: BTreeMap<(NotificationKey, u16), (u64, Phase)>,
-    /// Flushes decided but not yet committed (retried until committed or fenced).
+    /// Flushes decided but not yet committed (retried until committed or fenced), in the order
+    /// they were decided.
     unenqueued: Vec<(ShardId, Epoch, NotificationKey, OutboxOp)>,
+    /// Streams with an enqueue proposed and not yet answered. A stream has at most one: its
+    /// next waits in `unenqueued`, so a retried flush can never commit after a newer one, and
+    /// the store can tell a retry whose first copy committed (its log equals the stream's)
+    /// from a new flush.
+    enqueuing: BTreeSet<NotificationKey>,
     /// Outcomes not yet committed.
     unreported: Vec<SendResult>,
     /// The last known instance of every alert a group holds (resolved ones may be removed from
@@ -200,6 +220,8 @@ struct NotifyLoop {
     /// Answers of pipelined proposals.
     settled_tx: mpsc::UnboundedSender<Settled>,
     proposals_in_flight: usize,
+    /// This loop's proposals in flight (each also on `tracker`).
+    proposals: TaskTracker,
     tracker: TaskTracker,
 }
 
@@ -229,6 +251,7 @@ impl NotifyLoop {
             held_back: None,
             inflight: BTreeMap::new(),
             unenqueued: Vec::new(),
+            enqueuing: BTreeSet::new(),
             unreported: Vec::new(),
             known: BTreeMap::new(),
             known_floor: 0,
@@ -239,6 +262,7 @@ impl NotifyLoop {
             timers: BTreeSet::new(),
             preclaimed: BTreeSet::new(),
             proposals_in_flight: 0,
+            proposals: TaskTracker::new(),
             tracker,
         }
     }
@@ -444,6 +468,11 @@ impl NotifyLoop {
             .map(|a| (a.fingerprint, a))
             .collect();
         self.dispatcher = Some(d);
+        // A new owner sends what an ack still owes (the old one may have died first).
+        let acked: Vec<NotificationKey> = self.replica.acks().keys().cloned().collect();
+        for key in acked {
+            self.acknowledge(&key);
+        }
     }
 
     /// Applies one committed entry to the replica and reacts to it.
@@ -472,12 +501,14 @@ impl NotifyLoop {
                     ..
                 } => {
                     self.dirty.insert(key.clone());
+                    // A unit busy when the ack came acknowledges once its send is done.
+                    self.acknowledge(key);
                 }
                 Command::Ack { key, ack } => {
                     if let Some(d) = &mut self.dispatcher {
                         d.on_ack(key, ack.clone());
                     }
-                    self.acknowledge(key, ack.at_ms);
+                    self.acknowledge(key);
                 }
                 Command::SetMetaAlert { name, labels, .. } => {
                     let mut all = labels.clone();
@@ -549,10 +580,15 @@ impl NotifyLoop {
         });
     }
 
-    /// After an ack of an owned stream: an `acknowledge` to every unit whose provider has one
-    /// (PagerDuty) and whose last delivery opened something (a trigger), when nothing is in
-    /// flight on that unit.
-    fn acknowledge(&mut self, key: &NotificationKey, at_ms: i64) {
+    /// For an acknowledged owned stream: an `acknowledge` to every unit whose provider has one
+    /// (PagerDuty) and whose last delivery opened something (a trigger), once nothing is in
+    /// flight on that unit. Derived from the replica each time the stream or its ack changes,
+    /// and after a handoff, so a unit busy at the ack, or an owner that died before sending
+    /// it, still acknowledges; a unit whose last delivery is the acknowledge is done.
+    fn acknowledge(&mut self, key: &NotificationKey) {
+        let Some(ack) = self.replica.acks().get(key).cloned() else {
+            return;
+        };
         let Some((shard, epoch)) = self.owns(key) else {
             return;
         };
@@ -562,6 +598,14 @@ impl NotifyLoop {
         let Some(stream) = self.replica.outbox().get(key).cloned() else {
             return;
         };
+        // An ack older than the stream's last escalation (a new alert firing) is void.
+        if stream
+            .log
+            .as_ref()
+            .is_some_and(|l| l.escalated_ms > ack.at_ms)
+        {
+            return;
+        }
         let channels = match channels_of(&mut self.channels, &self.ctx, &config, &key.receiver) {
             Ok(c) => c.clone(),
             Err(_) => return,
@@ -578,12 +622,22 @@ impl NotifyLoop {
             let Ok(mut data) = NotificationData::decode(&last.notification.payload) else {
                 continue;
             };
-            data.status = "acknowledged".into();
+            // Not while an enqueue of the stream is uncommitted: the replica would show the
+            // unit idle, and the stream's next change asks again.
+            let queued = self.enqueuing.contains(key)
+                || self.unenqueued.iter().any(|(_, _, k, op)| {
+                    k == key
+                        && matches!(op, OutboxOp::EnqueueUnit { unit: u, .. } if usize::from(*u) == unit)
+                });
+            if data.status == ACKNOWLEDGED || queued {
+                continue;
+            }
+            data.status = ACKNOWLEDGED.into();
             let notification = tocsin_state::model::Notification {
                 resolved: false,
                 alerts: last.notification.alerts.clone(),
                 payload: data.encode(),
-                due_ms: at_ms,
+                due_ms: ack.at_ms,
             };
             self.unenqueued.push((
                 shard,
@@ -639,6 +693,11 @@ impl NotifyLoop {
         }
         let mut batch: Vec<(Command, Pending)> = Vec::new();
         for (shard, epoch, key, op) in std::mem::take(&mut self.unenqueued) {
+            if !self.enqueuing.insert(key.clone()) {
+                // One enqueue per stream in flight: this one goes after the earlier's answer.
+                self.unenqueued.push((shard, epoch, key, op));
+                continue;
+            }
             batch.push((
                 outbox_command(shard, epoch, &key, op.clone()),
                 Pending::Enqueue(shard, epoch, key, op),
@@ -681,14 +740,14 @@ impl NotifyLoop {
         let client = self.ctx.client.clone();
         let settled = self.settled_tx.clone();
         self.proposals_in_flight += 1;
-        self.tracker.spawn(async move {
+        self.tracker.spawn(self.proposals.track_future(async move {
             let result = client
                 .propose(commands)
                 .await
                 .map(|(_, results)| results)
                 .map_err(|e| e.to_string());
             let _ = settled.send(Settled { pendings, result });
-        });
+        }));
     }
 
     /// Takes the answer of one pipelined proposal.
@@ -702,9 +761,14 @@ impl NotifyLoop {
             }
             Err(e) => {
                 warn!(error = %e, "outbox proposal failed; will retry");
+                // Retried ahead of anything decided since, in their order.
+                let mut retries = Vec::new();
                 for pending in s.pendings {
                     match pending {
-                        Pending::Enqueue(s, e, k, op) => self.unenqueued.push((s, e, k, op)),
+                        Pending::Enqueue(s, e, k, op) => {
+                            self.enqueuing.remove(&k);
+                            retries.push((s, e, k, op));
+                        }
                         Pending::Report(r) => self.unreported.push(r),
                         // An unconfirmed claim is in doubt: the replica shows whether it landed.
                         Pending::Claim { key, unit, .. } => {
@@ -713,6 +777,7 @@ impl NotifyLoop {
                         }
                     }
                 }
+                self.unenqueued.splice(0..0, retries);
             }
         }
     }
@@ -729,8 +794,11 @@ impl NotifyLoop {
                 self.dirty.insert(key);
                 self.refused(&e);
             }
-            (Pending::Enqueue(..), Ok(_)) => {}
+            (Pending::Enqueue(_, _, key, _), Ok(_)) => {
+                self.enqueuing.remove(&key);
+            }
             (Pending::Enqueue(_, _, key, _), Err(e)) => {
+                self.enqueuing.remove(&key);
                 self.preclaimed.retain(|(k, _, _)| *k != key);
                 self.refused(&e);
             }

@@ -422,10 +422,11 @@ fn enqueue_claimed_claims_the_heads_it_becomes_and_waits_behind_claimed_ones() {
             payload: vec![],
             due_ms: 5,
         },
+        // Each flush is decided at its own time.
         log: NotifyLog {
             firing: vec![Fingerprint(1)],
             resolved: vec![],
-            at_ms: 5,
+            at_ms,
             escalated_ms: 5,
         },
         units: 2,
@@ -499,6 +500,109 @@ fn enqueue_claimed_claims_the_heads_it_becomes_and_waits_behind_claimed_ones() {
     assert!(matches!(err, CommandError::StaleEpoch { .. }), "{err}");
     m.stats = stats_before;
     assert_eq!(m.digest(), before);
+    m.validate().unwrap();
+}
+
+/// A flush's enqueue proposed again after a lost answer, when the first copy committed after
+/// all and its notification was already delivered, queues nothing and claims nothing: it
+/// would be delivered again under a new idempotency key (chaos S3 saw one).
+#[test]
+fn a_replayed_enqueue_changes_nothing_even_after_its_delivery() {
+    let (m, key, shard, w1) = outbox_fixture();
+    let cmd = |op| Command::Shard {
+        shard,
+        epoch: Epoch(2),
+        op: ShardOp::Outbox {
+            key: key.clone(),
+            op,
+        },
+    };
+    let flush = |at_ms, claim: bool| {
+        let notification = Notification {
+            resolved: false,
+            alerts: vec![Fingerprint(1)],
+            payload: vec![],
+            due_ms: at_ms,
+        };
+        let log = NotifyLog {
+            firing: vec![Fingerprint(1)],
+            resolved: vec![],
+            at_ms,
+            escalated_ms: 5,
+        };
+        if claim {
+            OutboxOp::EnqueueClaimed {
+                notification,
+                log,
+                units: 1,
+                worker: w1.clone(),
+                at_ms,
+            }
+        } else {
+            OutboxOp::Enqueue {
+                notification,
+                log,
+                units: 1,
+            }
+        }
+    };
+    let delivered = |seq| OutboxOp::Delivered {
+        unit: 0,
+        seq,
+        provider_id: None,
+        at_ms: 9,
+    };
+    // The outbox (the digest would count the replay among the applied commands).
+    let outbox = |m: &Machine| format!("{:?}", m.query(&Query::Outbox { shard: Some(shard) }));
+    for claim in [true, false] {
+        let (mut m, base) = (m.clone(), if claim { 10 } else { 20 });
+        m.apply(base, &cmd(flush(base as i64, claim))).unwrap();
+        if !claim {
+            m.apply(
+                base + 1,
+                &cmd(OutboxOp::Claim {
+                    unit: 0,
+                    seq: base,
+                    worker: w1.clone(),
+                    at_ms: 6,
+                }),
+            )
+            .unwrap();
+        }
+        m.apply(base + 2, &cmd(delivered(base))).unwrap();
+        let before = outbox(&m);
+        // The same proposal, committed a second time.
+        m.apply(base + 3, &cmd(flush(base as i64, claim))).unwrap();
+        assert_eq!(
+            outbox(&m),
+            before,
+            "claim={claim}: the replay changed the outbox"
+        );
+        // While its notification is still in flight, too.
+        let mut m2 = m.clone();
+        m2.apply(base + 4, &cmd(flush(base as i64 + 1, claim)))
+            .unwrap();
+        let before = outbox(&m2);
+        m2.apply(base + 5, &cmd(flush(base as i64 + 1, claim)))
+            .unwrap();
+        assert_eq!(
+            outbox(&m2),
+            before,
+            "claim={claim}: the replay changed the outbox"
+        );
+        // A later flush (a repeat: the same alerts, decided later) is queued as usual.
+        m.apply(base + 6, &cmd(flush(base as i64 + 2, claim)))
+            .unwrap();
+        let QueryResult::Outbox(streams) = m.query(&Query::Outbox { shard: Some(shard) }) else {
+            panic!()
+        };
+        let head = streams[0].1.units[0]
+            .head
+            .as_ref()
+            .expect("the repeat is queued");
+        assert_eq!(head.seq, base + 6);
+        m.validate().unwrap();
+    }
     m.validate().unwrap();
 }
 
