@@ -397,7 +397,8 @@ fn notifications_for(hook: &WebhookSink, name: &str) -> usize {
 }
 
 /// Silences keep a group quiet until they expire; an acknowledgement stops a group's repeats
-/// and acknowledges its PagerDuty incident. Bad silences are refused, naming the field.
+/// and acknowledges its PagerDuty incident, even when it comes while PagerDuty is refusing a
+/// send (the acknowledge waits for that send). Bad silences are refused, naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_mute_and_acks_stop_repeats() {
     let stop = CancellationToken::new();
@@ -492,13 +493,33 @@ async fn silences_mute_and_acks_stop_repeats() {
     .await;
     assert_eq!(notifications_for(&hook, "b"), 0, "b is silenced");
 
-    // Acknowledge `a`: its repeats stop.
+    // Acknowledge `a` while its PagerDuty unit is busy: a repeat is refused (503) and waits
+    // for its retry. Its repeats stop, and the acknowledge follows once that send is done.
+    pd.emulator()
+        .faults()
+        .set(FaultSpec::new(FaultMode::Error5xx).count(1_000))
+        .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "a repeat refused by PagerDuty",
+        || async {
+            let refused = pd
+                .emulator()
+                .requests()
+                .iter()
+                .any(|r| r.fault == FaultMode::Error5xx);
+            refused.then_some(())
+        },
+    )
+    .await;
     let out = tocsin(&["ack", "name=a", "--by=oncall", &server]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged hook"));
+    // The ack is committed before the refused repeat can be delivered.
+    pd.emulator().faults().clear();
     // PagerDuty hears the acknowledgement: a's incident (the only one: b is silenced).
     wait_for(
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         "the incident acknowledged",
         || async {
             let view = pd.incidents();
