@@ -112,10 +112,14 @@ const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
 const ACKNOWLEDGED: &str = "acknowledged";
 
 /// Longest a restarting loop waits for the previous one's proposals to be answered.
-const PROPOSALS_SETTLE_MAX: Duration = Duration::from_secs(30);
+const PROPOSALS_SETTLE_MAX: Duration = Duration::from_secs(5);
 
 /// A watch stream quiet this long is checked against the cluster's applied index.
 const WATCH_QUIET: Duration = Duration::from_secs(2);
+
+/// Longest the replica may stay behind the index of the balancer's latest assignment before
+/// the watch is replaced (a healthy node applies it within milliseconds).
+const BEHIND_MAX: Duration = Duration::from_millis(1500);
 
 /// Most watch events applied before the loop works on them.
 const WATCH_DRAIN_MAX: usize = 4096;
@@ -188,6 +192,11 @@ struct NotifyLoop {
     /// The lowest epoch of an assigned notify shard not yet taken up because the replica has
     /// not applied the assignment (its epoch is the assignment's log index).
     held_back: Option<u64>,
+    /// Since when the replica has been behind the index of the balancer's latest word (or an
+    /// assignment held back). A watched node that stays behind what the leader already
+    /// decided (it is cut off, say) is replaced within [`BEHIND_MAX`], not only once its
+    /// stream has been quiet for a while: meanwhile this loop flushes from a stale view.
+    behind_since: Option<tokio::time::Instant>,
     inflight: BTreeMap<(NotificationKey, u16), (u64, Phase)>,
     /// Flushes decided but not yet committed (retried until committed or fenced), in the order
     /// they were decided.
@@ -197,6 +206,10 @@ struct NotifyLoop {
     /// the store can tell a retry whose first copy committed (its log equals the stream's)
     /// from a new flush.
     enqueuing: BTreeSet<NotificationKey>,
+    /// The log of each owned stream's latest flush that the replica does not show yet
+    /// (proposed, or waiting to be). Groups rebuilt meanwhile (an ownership change) resume
+    /// from it, not from the replica's older log, or they would decide that flush again.
+    decided: BTreeMap<NotificationKey, NotifyLog>,
     /// Outcomes not yet committed.
     unreported: Vec<SendResult>,
     /// The last known instance of every alert a group holds (resolved ones may be removed from
@@ -249,9 +262,11 @@ impl NotifyLoop {
             fenced: BTreeMap::new(),
             ownership: Ownership::default(),
             held_back: None,
+            behind_since: None,
             inflight: BTreeMap::new(),
             unenqueued: Vec::new(),
             enqueuing: BTreeSet::new(),
+            decided: BTreeMap::new(),
             unreported: Vec::new(),
             known: BTreeMap::new(),
             known_floor: 0,
@@ -297,6 +312,24 @@ impl NotifyLoop {
         let mut stall_check = tokio::time::interval(WATCH_QUIET);
         stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let wanted = self
+                .ownership
+                .log_index
+                .max(self.held_back.unwrap_or_default());
+            self.behind_since = match self.behind_since {
+                _ if self.applied >= wanted => None,
+                None => Some(tokio::time::Instant::now()),
+                since => since,
+            };
+            if self
+                .behind_since
+                .is_some_and(|since| since.elapsed() >= BEHIND_MAX)
+            {
+                return Some(format!(
+                    "the watched node has not applied index {wanted} (the balancer's latest assignment) within {BEHIND_MAX:?}; applied {}",
+                    self.applied
+                ));
+            }
             self.work();
             let wake = self.next_wakeup();
             let sleep = Duration::from_millis((wake - (self.ctx.now_ms)()).clamp(1, 1000) as u64);
@@ -403,6 +436,9 @@ impl NotifyLoop {
         }
         if owned != self.owned {
             debug!(shards = owned.len(), "notify shards changed");
+            let layout = *self.replica.layout();
+            self.decided
+                .retain(|k, _| owned.contains_key(&layout.notify_shard(k)));
             self.owned = owned;
             self.all_dirty = true;
             return true;
@@ -444,12 +480,16 @@ impl NotifyLoop {
             return;
         };
         let alerts: Vec<AlertInstance> = self.replica.alerts().cloned().collect();
-        let logs: BTreeMap<NotificationKey, NotifyLogEntry> = self
+        let mut logs: BTreeMap<NotificationKey, NotifyLogEntry> = self
             .replica
             .outbox()
             .iter()
             .filter_map(|(k, s)| s.log.as_ref().map(|l| (k.clone(), NotifyLogEntry::from(l))))
             .collect();
+        // Flushes decided but not yet applied are newer than what the replica shows.
+        for (k, l) in &self.decided {
+            logs.insert(k.clone(), NotifyLogEntry::from(l));
+        }
         let layout = *self.replica.layout();
         let owned = self.owned.clone();
         let owns = move |k: &NotificationKey| owned.contains_key(&layout.notify_shard(k));
@@ -501,6 +541,11 @@ impl NotifyLoop {
                     ..
                 } => {
                     self.dirty.insert(key.clone());
+                    if let Some(l) = self.decided.get(key)
+                        && self.replica.outbox().get(key).and_then(|s| s.log.as_ref()) == Some(l)
+                    {
+                        self.decided.remove(key);
+                    }
                     // A unit busy when the ack came acknowledges once its send is done.
                     self.acknowledge(key);
                 }
@@ -797,8 +842,13 @@ impl NotifyLoop {
             (Pending::Enqueue(_, _, key, _), Ok(_)) => {
                 self.enqueuing.remove(&key);
             }
-            (Pending::Enqueue(_, _, key, _), Err(e)) => {
+            (Pending::Enqueue(_, _, key, op), Err(e)) => {
                 self.enqueuing.remove(&key);
+                if let OutboxOp::Enqueue { log, .. } | OutboxOp::EnqueueClaimed { log, .. } = &op
+                    && self.decided.get(&key) == Some(log)
+                {
+                    self.decided.remove(&key);
+                }
                 self.preclaimed.retain(|(k, _, _)| *k != key);
                 self.refused(&e);
             }
@@ -901,6 +951,7 @@ impl NotifyLoop {
                 NotifyLog::from(&f.log),
                 units as u16,
             );
+            self.decided.insert(f.key.clone(), log.clone());
             let op = if self.ctx.claim_on_enqueue {
                 // Claimed in the same commit: the send starts once the flush is committed.
                 for unit in 0..units {
