@@ -634,6 +634,11 @@ impl NotifyLoop {
         let Some(ack) = self.replica.acks().get(key).cloned() else {
             return;
         };
+        // Not while an enqueue of the stream is uncommitted: the replica would show its units
+        // idle, and the stream's next change asks again.
+        if self.enqueuing.contains(key) {
+            return;
+        }
         let Some((shard, epoch)) = self.owns(key) else {
             return;
         };
@@ -667,13 +672,10 @@ impl NotifyLoop {
             let Ok(mut data) = NotificationData::decode(&last.notification.payload) else {
                 continue;
             };
-            // Not while an enqueue of the stream is uncommitted: the replica would show the
-            // unit idle, and the stream's next change asks again.
-            let queued = self.enqueuing.contains(key)
-                || self.unenqueued.iter().any(|(_, _, k, op)| {
-                    k == key
-                        && matches!(op, OutboxOp::EnqueueUnit { unit: u, .. } if usize::from(*u) == unit)
-                });
+            let queued = self.unenqueued.iter().any(|(_, _, k, op)| {
+                k == key
+                    && matches!(op, OutboxOp::EnqueueUnit { unit: u, .. } if usize::from(*u) == unit)
+            });
             if data.status == ACKNOWLEDGED || queued {
                 continue;
             }
