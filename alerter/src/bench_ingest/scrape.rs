@@ -5,7 +5,7 @@
 //! The two durations do not cover the same work. Prometheus takes its figure after fetching,
 //! parsing and buffering the samples in its appender, before the commit that writes its WAL
 //! and appends to chunks; ours is taken after fetch and parse, before anything is appended.
-//! So the bench also drives our loop's steps itself — [`scrape::fetch`],
+//! So the bench also drives our loop's steps itself — [`scrape::scrape`] (fetch and parse),
 //! [`TargetState::on_success`], [`Ingest::append_samples`] into memory — and times the whole
 //! cycle: that figure, which includes the chunk appends Prometheus's excludes, is the one
 //! compared.
@@ -305,14 +305,14 @@ async fn ours_cycle(
             let ts = now_ms().max(last_ts.saturating_add(1));
             last_ts = ts;
             let started = Instant::now();
-            let exposed = scrape::fetch(&http, &target, &cfg)
+            let scraped = scrape::scrape(&http, &target, &cfg, &mut state)
                 .await
                 .map_err(|e| format!("our scrape of {}: {e}", target.url))?;
-            if exposed.len() != n {
-                return Err(format!("our scrape read {} of {n} series", exposed.len()));
+            if scraped.len() != n {
+                return Err(format!("our scrape read {} of {n} series", scraped.len()));
             }
             let fetched = started.elapsed();
-            let samples = state.on_success(&target.labels, exposed, ts, fetched);
+            let samples = state.on_success(&target.labels, scraped, ts, fetched);
             let summary = ingest.append_samples(&samples);
             let cycle = started.elapsed();
             if let Some(e) = summary.first_error {

@@ -297,6 +297,225 @@ pub fn success_json(data: Json, warnings: &[String]) -> Json {
     }
 }
 
+/// A successful query answer written straight into bytes: the same bytes as
+/// `success_json(value_json(value), warnings).to_string()`, without building the JSON tree
+/// (for thousands of series the tree and its serialization cost more than the query).
+///
+/// Keys come in `serde_json`'s order (sorted: `data`, `status`, `warnings`; `result`,
+/// `resultType`; `metric`, `value(s)`), label names in [`Labels`]' order (also sorted).
+pub fn write_success(value: &Value, warnings: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(answer_capacity(value));
+    out.extend_from_slice(b"{\"data\":{\"result\":");
+    let result_type = match value {
+        Value::Scalar { t, v } => {
+            write_pair(&mut out, *t, *v);
+            "scalar"
+        }
+        Value::String { t, s } => {
+            out.push(b'[');
+            write_ts(&mut out, *t);
+            out.push(b',');
+            write_str(&mut out, s);
+            out.push(b']');
+            "string"
+        }
+        Value::Vector(samples) => {
+            out.push(b'[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_metric(&mut out, &s.labels);
+                out.extend_from_slice(b",\"value\":");
+                write_pair(&mut out, s.t, s.v);
+                out.push(b'}');
+            }
+            out.push(b']');
+            "vector"
+        }
+        Value::Matrix(series) => {
+            out.push(b'[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_metric(&mut out, &s.labels);
+                out.extend_from_slice(b",\"values\":[");
+                for (j, p) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_pair(&mut out, p.t, p.v);
+                }
+                out.extend_from_slice(b"]}");
+            }
+            out.push(b']');
+            "matrix"
+        }
+    };
+    out.extend_from_slice(b",\"resultType\":\"");
+    out.extend_from_slice(result_type.as_bytes());
+    out.extend_from_slice(b"\"},\"status\":\"success\"");
+    if !warnings.is_empty() {
+        out.extend_from_slice(b",\"warnings\":[");
+        for (i, w) in warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(&mut out, w);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    out
+}
+
+/// A first guess at an answer's size, so the buffer seldom grows: ~64 bytes of labels per
+/// series and ~32 bytes per point.
+fn answer_capacity(value: &Value) -> usize {
+    match value {
+        Value::Scalar { .. } => 96,
+        Value::String { s, .. } => 96 + s.len() * 2,
+        Value::Vector(samples) => 64 + samples.len() * 128,
+        Value::Matrix(series) => {
+            64 + series
+                .iter()
+                .map(|s| 96 + s.points.len() * 32)
+                .sum::<usize>()
+        }
+    }
+}
+
+/// `{"metric":{"name":"value",...}` (the series object left open).
+fn write_metric(out: &mut Vec<u8>, labels: &Labels) {
+    out.extend_from_slice(b"{\"metric\":{");
+    for (i, (n, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, n);
+        out.push(b':');
+        write_str(out, v);
+    }
+    out.push(b'}');
+}
+
+/// `[seconds,"value"]`.
+fn write_pair(out: &mut Vec<u8>, t_ms: i64, v: f64) {
+    out.push(b'[');
+    write_ts(out, t_ms);
+    out.extend_from_slice(b",\"");
+    write_float(out, v);
+    out.extend_from_slice(b"\"]");
+}
+
+/// [`format_float`] into `out`.
+fn write_float(out: &mut Vec<u8>, v: f64) {
+    use std::io::Write as _;
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v == f64::INFINITY {
+        out.extend_from_slice(b"+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.extend_from_slice(b"-Inf");
+    } else {
+        // Writing into a `Vec` cannot fail.
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Below this many ms (2^51, the year 73,000), `t_ms as f64 / 1000.0` is the double nearest
+/// to `s.mmm` and its spacing is under 2^-10 s, so no other decimal of 3 digits or fewer lies
+/// within its rounding interval: its shortest round-trip digits (what `serde_json` prints,
+/// via ryu, without exponent below 1e16) are exactly `s.mmm` without trailing zeros.
+const TS_EXACT_MS_MAX: u64 = 1 << 51;
+
+/// [`ts_json`] into `out`: whole seconds as an integer, else seconds with up to 3 decimals.
+fn write_ts(out: &mut Vec<u8>, t_ms: i64) {
+    if t_ms % 1000 == 0 {
+        write_int(out, t_ms / 1000);
+        return;
+    }
+    let abs = t_ms.unsigned_abs();
+    if abs >= TS_EXACT_MS_MAX {
+        // Far outside any real timestamp: let serde_json print it as `ts_json` does.
+        let _ = serde_json::to_writer(&mut *out, &ts_json(t_ms));
+        return;
+    }
+    if t_ms < 0 {
+        out.push(b'-');
+    }
+    write_uint(out, abs / 1000);
+    let mut frac = abs % 1000;
+    let mut digits = 3;
+    while frac.is_multiple_of(10) {
+        frac /= 10;
+        digits -= 1;
+    }
+    out.push(b'.');
+    let mut buf = [b'0'; 3];
+    for slot in buf[..digits].iter_mut().rev() {
+        *slot = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    out.extend_from_slice(&buf[..digits]);
+}
+
+fn write_int(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    write_uint(out, n.unsigned_abs());
+}
+
+fn write_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// A JSON string as `serde_json` writes it: `"` and `\` escaped, the control characters
+/// `\b \f \n \r \t` by name and the others as `\u00XX` (lowercase hex), everything else
+/// (non-ASCII and DEL included) as is.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x00..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.push(b'\\');
+        out.push(short);
+        if short == b'u' {
+            out.extend_from_slice(b"00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 /// The `errorType` and HTTP status Prometheus uses for `e`.
 pub fn error_type_and_status(e: &DatasourceError) -> (&'static str, u16) {
     match e {

@@ -4,8 +4,13 @@
 //! Only what ingestion needs is kept: metric name, labels, value and optional timestamp.
 //! `# HELP`/`# TYPE`/`# UNIT` lines and exemplars are skipped. Bounded: parsing stops with an
 //! error past `series_max` samples, so a target serving a million series cannot flood the store.
+//!
+//! Two levels: [`samples`] finds each line's series text, value and timestamp without
+//! allocating, and [`series_labels`] builds a series' [`Labels`] from its text. A scrape loop
+//! builds labels only for series texts it has not seen before (see `scrape::TargetState`);
+//! [`parse`] does both for every line.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use super::super::wire::parse_float;
 use crate::promql::Labels;
@@ -63,6 +68,65 @@ pub enum ExpositionError {
     },
 }
 
+/// One sample line of a body, as written: found without allocating, its labels left unparsed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawSample<'a> {
+    /// The metric name and label set exactly as written (`name` or `name{a="b",...}`); a
+    /// scrape target's key for the series ([`series_labels`] reads it).
+    pub series: &'a str,
+    /// The value.
+    pub value: f64,
+    /// The exposed timestamp (ms), if the exporter gave one.
+    pub t_ms: Option<i64>,
+    /// 1-based line number, for errors.
+    pub line: usize,
+}
+
+/// The sample lines of a body in order (see [`samples`]).
+#[derive(Debug, Clone)]
+pub struct Samples<'a> {
+    lines: std::iter::Enumerate<std::str::Lines<'a>>,
+    format: Format,
+}
+
+/// The sample lines of `text`, each with its series text, value and timestamp. Comments and
+/// blank lines are skipped, OpenMetrics stops at `# EOF`; a line that is not a sample is an
+/// error (and ends the body). The label set itself is only checked by [`series_labels`].
+pub fn samples(text: &str, format: Format) -> Samples<'_> {
+    Samples {
+        lines: text.lines().enumerate(),
+        format,
+    }
+}
+
+impl<'a> Iterator for Samples<'a> {
+    type Item = Result<RawSample<'a>, ExpositionError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for (i, raw) in self.lines.by_ref() {
+            let line = raw.trim_end_matches('\r');
+            if line.trim().is_empty() || line.starts_with('#') {
+                if self.format == Format::OpenMetrics && line == "# EOF" {
+                    break;
+                }
+                continue;
+            }
+            let sample =
+                raw_sample(line, self.format, i + 1).map_err(|reason| ExpositionError::Syntax {
+                    line: i + 1,
+                    reason,
+                });
+            if sample.is_err() {
+                // Nothing after a bad line is read.
+                self.lines = "".lines().enumerate();
+            }
+            return Some(sample);
+        }
+        self.lines = "".lines().enumerate();
+        None
+    }
+}
+
 /// Parses a whole body. Samples with the same label set keep the first occurrence.
 pub fn parse(
     text: &str,
@@ -70,26 +134,24 @@ pub fn parse(
     samples_max: usize,
 ) -> Result<Vec<ExposedSample>, ExpositionError> {
     let mut out = Vec::new();
-    let mut seen = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            if format == Format::OpenMetrics && line == "# EOF" {
-                break;
-            }
-            continue;
-        }
-        let sample = parse_line(line, format).map_err(|reason| ExpositionError::Syntax {
-            line: i + 1,
+    let mut seen = BTreeSet::new();
+    for sample in samples(text, format) {
+        let sample = sample?;
+        let labels = series_labels(sample.series).map_err(|reason| ExpositionError::Syntax {
+            line: sample.line,
             reason,
         })?;
-        if seen.insert(sample.labels.clone(), ()).is_some() {
+        if !seen.insert(labels.clone()) {
             continue;
         }
         if out.len() >= samples_max {
             return Err(ExpositionError::TooManySamples { limit: samples_max });
         }
-        out.push(sample);
+        out.push(ExposedSample {
+            labels,
+            value: sample.value,
+            t_ms: sample.t_ms,
+        });
     }
     Ok(out)
 }
@@ -102,9 +164,9 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == ':'
 }
 
-fn parse_line(line: &str, format: Format) -> Result<ExposedSample, String> {
-    let name_end = line
-        .char_indices()
+/// Where the metric name at the start of `line` ends (0: there is none).
+fn name_end(line: &str) -> usize {
+    line.char_indices()
         .find(|(i, c)| {
             if *i == 0 {
                 !is_name_start(*c)
@@ -112,17 +174,41 @@ fn parse_line(line: &str, format: Format) -> Result<ExposedSample, String> {
                 !is_name_char(*c)
             }
         })
-        .map_or(line.len(), |(i, _)| i);
+        .map_or(line.len(), |(i, _)| i)
+}
+
+/// Where the label set opening `s` (at its `{`) ends, past its `}`: the first `}` outside a
+/// quoted value (whose `\` escapes the next character). Whether the set is well-formed is
+/// [`series_labels`]' business.
+fn label_set_end(s: &str) -> Result<usize, String> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        match (quoted, b) {
+            _ if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => quoted = false,
+            (false, b'"') => quoted = true,
+            (false, b'}') => return Ok(i + 1),
+            _ => {}
+        }
+    }
+    Err("unterminated label set".into())
+}
+
+/// A sample line's parts; the series text is only delimited here.
+fn raw_sample(line: &str, format: Format, line_no: usize) -> Result<RawSample<'_>, String> {
+    let name_end = name_end(line);
     if name_end == 0 {
         return Err("expected a metric name".into());
     }
-    let mut pairs = vec![("__name__".to_string(), line[..name_end].to_string())];
-    let mut rest = &line[name_end..];
-    if let Some(after) = rest.strip_prefix('{') {
-        rest = parse_labels(after, &mut pairs)?;
-    }
+    let series_end = if line[name_end..].starts_with('{') {
+        name_end + label_set_end(&line[name_end..])?
+    } else {
+        name_end
+    };
     // OpenMetrics exemplars follow ` # `.
-    let rest = rest.split(" # ").next().unwrap_or_default();
+    let rest = line[series_end..].split(" # ").next().unwrap_or_default();
     let mut fields = rest.split_whitespace();
     let value = fields.next().ok_or("expected a value")?;
     let value = parse_float(value).map_err(|_| format!("bad value {value:?}"))?;
@@ -133,16 +219,35 @@ fn parse_line(line: &str, format: Format) -> Result<ExposedSample, String> {
     if let Some(extra) = fields.next() {
         return Err(format!("unexpected {extra:?} after the timestamp"));
     }
+    Ok(RawSample {
+        series: &line[..series_end],
+        value,
+        t_ms,
+        line: line_no,
+    })
+}
+
+/// The label set of a [`RawSample::series`] text, its metric name as `__name__`: label
+/// names must be valid and distinct, values quoted with `\\`, `\"` and `\n` escapes.
+pub fn series_labels(series: &str) -> Result<Labels, String> {
+    let name_end = name_end(series);
+    if name_end == 0 {
+        return Err("expected a metric name".into());
+    }
+    let mut pairs = vec![("__name__".to_string(), series[..name_end].to_string())];
+    let mut rest = &series[name_end..];
+    if let Some(after) = rest.strip_prefix('{') {
+        rest = parse_labels(after, &mut pairs)?;
+    }
+    if !rest.is_empty() {
+        return Err(format!("unexpected {:?} after the labels", truncate(rest)));
+    }
     let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     if names.windows(2).any(|w| w[0] == w[1]) {
         return Err("duplicate label name".into());
     }
-    Ok(ExposedSample {
-        labels: Labels::from_pairs(pairs),
-        value,
-        t_ms,
-    })
+    Ok(Labels::from_pairs(pairs))
 }
 
 /// Parses `name="value",...}` and returns what follows the `}`.

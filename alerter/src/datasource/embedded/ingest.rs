@@ -2,10 +2,11 @@
 //! [`MetricStore`], the optional on-disk log, and the counters for refused input.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use super::remote_write::{self, RemoteWriteError, SeriesCache};
 use super::scrape::Appendable;
-use super::store::MetricStore;
+use super::store::{DEFAULT_SERIES_MAX, MetricStore};
 use super::wal::{Batch, Wal};
 use crate::promql::Labels;
 
@@ -77,16 +78,27 @@ pub struct Ingest {
     store: Arc<RwLock<MetricStore>>,
     stats: IngestStats,
     wal: Option<Wal>,
+    /// Remote-written series' label sets by their encoded bytes. Its own lock, taken while one
+    /// request's series are looked up (not while they are decoded or appended).
+    series_cache: Mutex<SeriesCache>,
 }
 
 impl Ingest {
-    /// Ingestion into `store`, logged to `wal` when given.
+    /// Ingestion into `store`, logged to `wal` when given; remote-written label sets are
+    /// cached for up to [`DEFAULT_SERIES_MAX`] series (see [`Self::with_series_cache_max`]).
     pub fn new(store: Arc<RwLock<MetricStore>>, wal: Option<Wal>) -> Self {
         Self {
             store,
             stats: IngestStats::default(),
             wal,
+            series_cache: Mutex::new(SeriesCache::new(DEFAULT_SERIES_MAX)),
         }
+    }
+
+    /// Caches at most `series_max` remote-written label sets (the store's `series_max`).
+    pub fn with_series_cache_max(mut self, series_max: usize) -> Self {
+        self.series_cache = Mutex::new(SeriesCache::new(series_max));
+        self
     }
 
     /// The shared data.
@@ -104,6 +116,38 @@ impl Ingest {
         self.wal.as_ref()
     }
 
+    /// Decodes one remote-write body (under the size caps) and appends its samples. The
+    /// whole body is checked before anything is stored: a body that is not snappy, not a
+    /// `WriteRequest`, or has a label that is not UTF-8 is refused whole; samples the store
+    /// refuses (out of order, series cap, invalid labels) are counted in the summary.
+    pub fn remote_write(
+        &self,
+        body: &[u8],
+        body_max: usize,
+        decoded_max: usize,
+    ) -> Result<WriteSummary, RemoteWriteError> {
+        let raw = remote_write::decompress(body, body_max, decoded_max)?;
+        let mut series = Vec::new();
+        let mut samples = Vec::new();
+        remote_write::walk(&raw, &mut series, &mut samples)?;
+        let labels = {
+            let mut cache = self
+                .series_cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            series
+                .iter()
+                .map(|s| cache.resolve(&s.labels))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(self.append_series(
+            labels
+                .iter()
+                .zip(&series)
+                .map(|(l, s)| (&**l, &samples[s.samples.clone()])),
+        ))
+    }
+
     /// Appends series' samples; refusals (out of order, series cap, invalid labels) are
     /// counted and summarised, never fatal. Accepted samples are logged.
     pub fn append_series<'a>(
@@ -112,20 +156,30 @@ impl Ingest {
     ) -> WriteSummary {
         let mut summary = WriteSummary::default();
         let mut batch: Batch<'a> = Vec::new();
+        let logged = self.wal.is_some();
         {
             let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
             for (labels, samples) in series {
-                let mut kept = Vec::with_capacity(samples.len());
+                // The accepted samples are only kept for the log.
+                let mut kept = if logged {
+                    Vec::with_capacity(samples.len())
+                } else {
+                    Vec::new()
+                };
                 for (t, v) in samples {
                     match store.append(labels, *t, *v) {
-                        Ok(()) => kept.push((*t, *v)),
+                        Ok(()) => {
+                            summary.appended += 1;
+                            if logged {
+                                kept.push((*t, *v));
+                            }
+                        }
                         Err(e) => {
                             summary.refused += 1;
                             summary.first_error.get_or_insert_with(|| e.to_string());
                         }
                     }
                 }
-                summary.appended += kept.len();
                 if !kept.is_empty() {
                     batch.push((labels, kept));
                 }
@@ -145,7 +199,7 @@ impl Ingest {
             samples
                 .iter()
                 .zip(&points)
-                .map(|((l, _, _), p)| (l, p.as_slice())),
+                .map(|((l, _, _), p)| (&**l, p.as_slice())),
         )
     }
 

@@ -2,7 +2,7 @@
 //! samples (target labels, `up`, `scrape_duration_seconds`, staleness markers), and the async
 //! loop that fetches targets on their interval.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::exposition::{self, ExposedSample, Format};
+use super::exposition::{self, ExpositionError, Format};
 use super::ingest::Ingest;
 use super::now_ms;
 use crate::datasource::prometheus::ConfigError;
@@ -155,14 +155,64 @@ impl RawScrapeConfig {
     }
 }
 
-/// A sample to append: labels, time (ms), value.
-pub type Appendable = (Labels, i64, f64);
+/// A sample to append: labels (shared with the target's series cache), time (ms), value.
+pub type Appendable = (Arc<Labels>, i64, f64);
 
-/// What one target remembers between scrapes: the series it exposed last time, so the ones
-/// that vanish get a staleness marker. Pure: the caller supplies outcomes and times.
+/// What one target remembers between scrapes: each series text it exposed (a line's
+/// `name{labels}` as written) with its final label set (exposed labels with the target's
+/// applied), so that a series seen before costs a hash lookup instead of parsing its labels
+/// and building them (Prometheus's scrape cache does the same); and which series the last
+/// successful scrape exposed, so the ones that vanish get a staleness marker. Pure: the caller
+/// supplies bodies, outcomes and times.
+///
+/// Bounded by the scrapes: after each successful one, only the series and texts it exposed are
+/// kept (at most `sample_limit` series, and texts no more than the body's lines); a failed
+/// scrape empties it.
 #[derive(Debug, Clone, Default)]
 pub struct TargetState {
-    previous: BTreeSet<Labels>,
+    /// Reads so far; a read's number marks what it saw (0: never).
+    reads: u64,
+    /// The read of the last successful scrape (0: none since the last failure).
+    last_success: u64,
+    /// The target labels the cached label sets were built with.
+    target: Labels,
+    /// Series text → its slot in `series`, and the last read that saw the text.
+    texts: HashMap<Box<str>, (usize, u64)>,
+    /// Final label set → its slot (two texts may denote one series).
+    by_labels: HashMap<Arc<Labels>, usize>,
+    series: Vec<SeriesSlot>,
+}
+
+/// One series of a target.
+#[derive(Debug, Clone)]
+struct SeriesSlot {
+    labels: Arc<Labels>,
+    /// The last read that exposed it.
+    seen: u64,
+    /// The last read that exposed it without a timestamp (only those get staleness markers,
+    /// as in Prometheus).
+    tracked: u64,
+}
+
+/// One scrape's samples, read by [`TargetState::read`] and not yet turned into
+/// [`Appendable`]s by [`TargetState::on_success`].
+#[derive(Debug)]
+pub struct Scraped {
+    read: u64,
+    /// `(slot, exposed timestamp, value)` in body order, each series once.
+    samples: Vec<(usize, Option<i64>, f64)>,
+}
+
+impl Scraped {
+    /// Samples read (duplicates of a series not counted).
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether the body exposed no samples.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
 }
 
 /// The series every scrape reports about itself.
@@ -171,7 +221,7 @@ const REPORT_METRICS: [&str; 3] = ["up", "scrape_duration_seconds", "scrape_samp
 fn report(target: &Labels, name: &str, ts: i64, v: f64) -> Appendable {
     let mut l = target.clone();
     l.set("__name__".into(), name.into());
-    (l, ts, v)
+    (Arc::new(l), ts, v)
 }
 
 /// Applies the target's labels; a conflicting exposed label is kept as `exported_<name>`
@@ -189,29 +239,101 @@ fn with_target_labels(exposed: &Labels, target: &Labels) -> Labels {
 }
 
 impl TargetState {
-    /// Samples for a successful scrape at `ts` that took `duration`.
+    /// Reads one scrape's body: each sample's series from the cache or, the first time its
+    /// text is seen, from its parsed labels with `target`'s applied. A series exposed twice
+    /// keeps its first sample. Fails on a line that is not exposition text and past
+    /// `samples_max` samples; then call [`Self::on_failure`].
+    pub fn read(
+        &mut self,
+        target: &Labels,
+        text: &str,
+        format: Format,
+        samples_max: usize,
+    ) -> Result<Scraped, ExpositionError> {
+        if self.target != *target {
+            self.forget();
+            self.target = target.clone();
+        }
+        self.reads += 1;
+        let read = self.reads;
+        let mut samples = Vec::new();
+        for sample in exposition::samples(text, format) {
+            let sample = sample?;
+            let slot = match self.texts.get_mut(sample.series) {
+                Some((slot, seen)) => {
+                    *seen = read;
+                    *slot
+                }
+                None => self.add_text(sample.series, sample.line, read)?,
+            };
+            let series = &mut self.series[slot];
+            if series.seen == read {
+                continue;
+            }
+            if samples.len() >= samples_max {
+                return Err(ExpositionError::TooManySamples { limit: samples_max });
+            }
+            series.seen = read;
+            samples.push((slot, sample.t_ms, sample.value));
+        }
+        Ok(Scraped { read, samples })
+    }
+
+    /// Caches a series text seen for the first time (by `read`), and its series if new.
+    fn add_text(&mut self, text: &str, line: usize, read: u64) -> Result<usize, ExpositionError> {
+        let exposed = exposition::series_labels(text)
+            .map_err(|reason| ExpositionError::Syntax { line, reason })?;
+        let labels = with_target_labels(&exposed, &self.target);
+        let slot = match self.by_labels.get(&labels) {
+            Some(slot) => *slot,
+            None => {
+                let labels = Arc::new(labels);
+                self.series.push(SeriesSlot {
+                    labels: Arc::clone(&labels),
+                    seen: 0,
+                    tracked: 0,
+                });
+                self.by_labels.insert(labels, self.series.len() - 1);
+                self.series.len() - 1
+            }
+        };
+        self.texts.insert(text.into(), (slot, read));
+        Ok(slot)
+    }
+
+    /// Samples for a successful scrape at `ts` that took `duration` (`scraped` is the latest
+    /// [`Self::read`]'s result).
     pub fn on_success(
         &mut self,
         target: &Labels,
-        exposed: Vec<ExposedSample>,
+        scraped: Scraped,
         ts: i64,
         duration: Duration,
     ) -> Vec<Appendable> {
-        let scraped = exposed.len();
-        let mut out = Vec::with_capacity(scraped + self.previous.len() + 3);
-        let mut current = BTreeSet::new();
-        for s in exposed {
-            let labels = with_target_labels(&s.labels, target);
+        debug_assert_eq!(scraped.read, self.reads, "the latest read's samples");
+        let n = scraped.samples.len();
+        let mut out = Vec::with_capacity(n + 3);
+        for (slot, t_ms, value) in scraped.samples {
+            let Some(series) = self.series.get_mut(slot) else {
+                continue;
+            };
             // Series with explicit timestamps get no staleness markers, as in Prometheus.
-            if s.t_ms.is_none() {
-                current.insert(labels.clone());
+            if t_ms.is_none() {
+                series.tracked = scraped.read;
             }
-            out.push((labels, s.t_ms.unwrap_or(ts), s.value));
+            out.push((Arc::clone(&series.labels), t_ms.unwrap_or(ts), value));
         }
-        for gone in self.previous.difference(&current) {
-            out.push((gone.clone(), ts, STALE_NAN));
+        // Tracked by the previous successful scrape and not by this one: gone.
+        if self.last_success != 0 {
+            out.extend(
+                self.series
+                    .iter()
+                    .filter(|s| s.tracked == self.last_success)
+                    .map(|s| (Arc::clone(&s.labels), ts, STALE_NAN)),
+            );
         }
-        self.previous = current;
+        self.last_success = scraped.read;
+        self.keep_only_read(scraped.read);
         out.push(report(target, "up", ts, 1.0));
         out.push(report(
             target,
@@ -219,16 +341,63 @@ impl TargetState {
             ts,
             duration.as_secs_f64(),
         ));
-        out.push(report(target, "scrape_samples_scraped", ts, scraped as f64));
+        out.push(report(target, "scrape_samples_scraped", ts, n as f64));
+        out
+    }
+
+    /// Drops the series and texts `read` did not see (after their staleness markers).
+    fn keep_only_read(&mut self, read: u64) {
+        let series_seen = self.series.iter().filter(|s| s.seen == read).count();
+        let texts_seen = self.texts.values().filter(|(_, r)| *r == read).count();
+        if series_seen == self.series.len() && texts_seen == self.texts.len() {
+            return;
+        }
+        let mut moved = vec![usize::MAX; self.series.len()];
+        let mut kept = Vec::with_capacity(series_seen);
+        for (i, s) in self.series.drain(..).enumerate() {
+            if s.seen == read {
+                moved[i] = kept.len();
+                kept.push(s);
+            }
+        }
+        self.series = kept;
+        let relocate = |slot: &mut usize| {
+            let to = moved[*slot];
+            *slot = to;
+            to != usize::MAX
+        };
+        self.by_labels.retain(|_, slot| relocate(slot));
+        self.texts
+            .retain(|_, (slot, seen)| *seen == read && relocate(slot));
+    }
+
+    /// Forgets every series (the staleness bookkeeping included).
+    fn forget(&mut self) {
+        self.last_success = 0;
+        self.texts.clear();
+        self.by_labels.clear();
+        self.series.clear();
+    }
+
+    /// Staleness markers at `ts` for what the last successful scrape exposed; forgets all.
+    fn all_stale(&mut self, ts: i64) -> Vec<Appendable> {
+        let last = self.last_success;
+        let out = if last == 0 {
+            Vec::new()
+        } else {
+            self.series
+                .iter()
+                .filter(|s| s.tracked == last)
+                .map(|s| (Arc::clone(&s.labels), ts, STALE_NAN))
+                .collect()
+        };
+        self.forget();
         out
     }
 
     /// Samples for a failed scrape: `up` 0 and every previously exposed series marked stale.
     pub fn on_failure(&mut self, target: &Labels, ts: i64, duration: Duration) -> Vec<Appendable> {
-        let mut out: Vec<Appendable> = std::mem::take(&mut self.previous)
-            .into_iter()
-            .map(|l| (l, ts, STALE_NAN))
-            .collect();
+        let mut out = self.all_stale(ts);
         out.push(report(target, "up", ts, 0.0));
         out.push(report(
             target,
@@ -242,10 +411,7 @@ impl TargetState {
 
     /// Samples when the target is removed: every series it had, its own included, goes stale.
     pub fn on_stop(&mut self, target: &Labels, ts: i64) -> Vec<Appendable> {
-        let mut out: Vec<Appendable> = std::mem::take(&mut self.previous)
-            .into_iter()
-            .map(|l| (l, ts, STALE_NAN))
-            .collect();
+        let mut out = self.all_stale(ts);
         out.extend(
             REPORT_METRICS
                 .iter()
@@ -272,12 +438,21 @@ pub enum ScrapeError {
     Parse(String),
 }
 
-/// Fetches and parses one target within the job's timeout.
+/// A fetched body, not yet parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// The exposition text.
+    pub text: String,
+    /// Its format, from the `Content-Type`.
+    pub format: Format,
+}
+
+/// Fetches one target's body within the job's timeout and body size limit.
 pub async fn fetch(
     http: &reqwest::Client,
     target: &ScrapeTarget,
     cfg: &ScrapeConfig,
-) -> Result<Vec<ExposedSample>, ScrapeError> {
+) -> Result<Body, ScrapeError> {
     let work = async {
         let mut resp = http
             .get(target.url.clone())
@@ -295,7 +470,12 @@ pub async fn fetch(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
         );
-        let mut body = Vec::new();
+        // The announced length (if any) sizes the buffer, within the limit.
+        let announced = resp
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        let mut body = Vec::with_capacity(announced.min(cfg.body_size_limit));
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -306,10 +486,9 @@ pub async fn fetch(
             }
             body.extend_from_slice(&chunk);
         }
-        let text = std::str::from_utf8(&body)
-            .map_err(|e| ScrapeError::Parse(format!("not UTF-8: {e}")))?;
-        exposition::parse(text, format, cfg.sample_limit)
-            .map_err(|e| ScrapeError::Parse(e.to_string()))
+        let text = String::from_utf8(body)
+            .map_err(|e| ScrapeError::Parse(format!("not UTF-8: {}", e.utf8_error())))?;
+        Ok(Body { text, format })
     };
     match tokio::time::timeout(cfg.timeout, work).await {
         Ok(r) => r,
@@ -318,6 +497,19 @@ pub async fn fetch(
             cfg.timeout
         ))),
     }
+}
+
+/// Fetches one target and reads its body into `state` (see [`TargetState::read`]).
+pub async fn scrape(
+    http: &reqwest::Client,
+    target: &ScrapeTarget,
+    cfg: &ScrapeConfig,
+    state: &mut TargetState,
+) -> Result<Scraped, ScrapeError> {
+    let body = fetch(http, target, cfg).await?;
+    state
+        .read(&target.labels, &body.text, body.format, cfg.sample_limit)
+        .map_err(|e| ScrapeError::Parse(e.to_string()))
 }
 
 /// Scrapes `target` every `cfg.interval` until `cancel`, then marks its series stale.
@@ -340,11 +532,11 @@ pub async fn run_target(
         let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
             () = cancel.cancelled() => break,
-            r = fetch(&http, &target, &cfg) => r,
+            r = scrape(&http, &target, &cfg, &mut state) => r,
         };
         let took = started.elapsed();
         let samples = match outcome {
-            Ok(exposed) => state.on_success(&target.labels, exposed, ts, took),
+            Ok(scraped) => state.on_success(&target.labels, scraped, ts, took),
             Err(e) => {
                 ingest.stats().record_scrape_failure();
                 tracing::warn!(target = %target.url, error = %e, "scrape failed");
@@ -359,113 +551,5 @@ pub async fn run_target(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::promql::is_stale;
-
-    fn target() -> Labels {
-        Labels::from_pairs([("job", "node"), ("instance", "h:9100")])
-    }
-
-    fn exposed(name: &str, extra: &[(&str, &str)]) -> ExposedSample {
-        let mut pairs = vec![("__name__", name)];
-        pairs.extend_from_slice(extra);
-        ExposedSample {
-            labels: Labels::from_pairs(pairs),
-            value: 1.0,
-            t_ms: None,
-        }
-    }
-
-    fn find<'a>(out: &'a [Appendable], name: &str) -> Vec<&'a Appendable> {
-        out.iter()
-            .filter(|(l, _, _)| l.get("__name__") == name)
-            .collect()
-    }
-
-    #[test]
-    fn vanished_series_get_staleness_markers() {
-        let mut st = TargetState::default();
-        let d = Duration::from_millis(5);
-        let out = st.on_success(
-            &target(),
-            vec![exposed("a", &[]), exposed("b", &[])],
-            1_000,
-            d,
-        );
-        assert_eq!(out.len(), 5);
-        assert_eq!(find(&out, "a")[0].0.get("job"), "node");
-        assert_eq!(find(&out, "up")[0].2, 1.0);
-        assert_eq!(find(&out, "scrape_duration_seconds")[0].2, 0.005);
-        let out = st.on_success(&target(), vec![exposed("a", &[])], 2_000, d);
-        let b = find(&out, "b");
-        assert_eq!(b.len(), 1);
-        assert!(is_stale(b[0].2) && b[0].1 == 2_000);
-        let out = st.on_failure(&target(), 3_000, d);
-        assert!(is_stale(find(&out, "a")[0].2));
-        assert_eq!(find(&out, "up")[0].2, 0.0);
-        let out = st.on_stop(&target(), 4_000);
-        assert!(
-            find(&out, "a").is_empty(),
-            "already stale after the failure"
-        );
-        assert!(is_stale(find(&out, "up")[0].2));
-    }
-
-    #[test]
-    fn conflicting_exposed_labels_are_kept_as_exported() {
-        let mut st = TargetState::default();
-        let out = st.on_success(
-            &target(),
-            vec![exposed("a", &[("job", "other")])],
-            1,
-            Duration::ZERO,
-        );
-        let l = &find(&out, "a")[0].0;
-        assert_eq!(l.get("job"), "node");
-        assert_eq!(l.get("exported_job"), "other");
-    }
-
-    #[test]
-    fn config_validation_names_fields() {
-        let raw = RawScrapeConfig {
-            job_name: "node".into(),
-            targets: vec!["127.0.0.1:9100".into()],
-            metrics_path: default_metrics_path(),
-            scrape_interval_ms: 1_000,
-            scrape_timeout_ms: 500,
-            body_size_limit_bytes: 1024,
-            sample_limit: 10,
-        };
-        let cfg = raw.validate().unwrap();
-        assert_eq!(cfg.targets[0].url.as_str(), "http://127.0.0.1:9100/metrics");
-        assert_eq!(cfg.targets[0].labels.get("instance"), "127.0.0.1:9100");
-        let field = |r: RawScrapeConfig| r.validate().unwrap_err().field;
-        assert_eq!(
-            field(RawScrapeConfig {
-                scrape_timeout_ms: 2_000,
-                ..raw.clone()
-            }),
-            "scrape_timeout_ms"
-        );
-        assert_eq!(
-            field(RawScrapeConfig {
-                targets: vec!["a b".into()],
-                ..raw.clone()
-            }),
-            "targets[0]"
-        );
-        assert_eq!(
-            field(RawScrapeConfig {
-                sample_limit: 0,
-                ..raw.clone()
-            }),
-            "sample_limit"
-        );
-        let err = serde_json::from_str::<RawScrapeConfig>(
-            r#"{"job_name":"x","targets":[],"interval":1}"#,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("interval"));
-    }
-}
+#[path = "scrape_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::EmbeddedDatasource;
 use super::config::EmbeddedStoreConfig;
 use super::ingest::{Ingest, IngestStats, WriteSummary};
-use super::remote_write::{self, RemoteWriteError};
+use super::remote_write::RemoteWriteError;
 use super::scrape::{self, ScrapeConfig};
 use super::store::MetricStore;
 use super::wal::{ReplayReport, Wal, WalError};
@@ -71,9 +71,10 @@ impl EmbeddedStore {
                 max_timeout: Duration::from_millis(cfg.query_timeout_ms),
             },
         ));
+        let ingest = Ingest::new(store, wal).with_series_cache_max(cfg.series_max);
         Arc::new(Self {
             cfg,
-            ingest: Arc::new(Ingest::new(store, wal)),
+            ingest: Arc::new(ingest),
             datasource,
         })
     }
@@ -124,15 +125,13 @@ impl EmbeddedStore {
 
     /// Decodes and stores one remote-write body.
     pub fn remote_write(&self, body: &[u8]) -> Result<WriteSummary, RemoteWriteError> {
-        let series = remote_write::decode(
-            body,
-            self.cfg.write_body_bytes_max,
-            self.cfg.write_decoded_bytes_max,
-        )
-        .inspect_err(|_| self.ingest.record_write_refused())?;
-        Ok(self
-            .ingest
-            .append_series(series.iter().map(|(l, s)| (l, s.as_slice()))))
+        self.ingest
+            .remote_write(
+                body,
+                self.cfg.write_body_bytes_max,
+                self.cfg.write_decoded_bytes_max,
+            )
+            .inspect_err(|_| self.ingest.record_write_refused())
     }
 
     /// Starts one scrape loop per target of every job in `tasks`; each stops (marking its
