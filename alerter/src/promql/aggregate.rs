@@ -2,6 +2,7 @@
 //! 2.x's `aggregation` including its NaN rules and `topk`/`bottomk` heap behaviour.
 
 use std::collections::HashMap;
+use std::hash::RandomState;
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
@@ -84,25 +85,41 @@ pub(crate) fn eval_aggregate(
         _ => return Err(QueryError::Unsupported(format!("aggregation {}", agg.op))),
     }
 
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    // Groups are found by a hash of the grouping labels, checked against the group's labels,
+    // so a sample that joins an existing group builds no label set.
+    let mut drop: Vec<&str> = grouping.iter().map(String::as_str).collect();
+    drop.push(METRIC_NAME);
+    let select = |n: &str| {
+        if without {
+            !drop.contains(&n)
+        } else {
+            grouping.iter().any(|g| g == n)
+        }
+    };
+    let hasher = RandomState::new();
+    let mut index: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     for mut s in input {
         if op == T_COUNT_VALUES {
             s.labels.set(value_label.clone(), format_go_float(s.v));
         }
-        let key = if without {
-            let mut drop: Vec<&str> = grouping.iter().map(String::as_str).collect();
-            drop.push(METRIC_NAME);
-            s.labels.drop_names(&drop)
-        } else {
-            s.labels.keep_only(&grouping)
-        };
-        match index.get(&key) {
+        let h = s.labels.hash_selected(select, &hasher);
+        let slot = index.entry(h).or_default();
+        match slot
+            .iter()
+            .copied()
+            .find(|i| s.labels.selected_eq(select, &groups[*i].labels))
+        {
+            Some(i) => add_to_group(op, &mut groups[i], s, k),
             None => {
-                index.insert(key.clone(), groups.len());
+                let key = if without {
+                    s.labels.drop_names(&drop)
+                } else {
+                    s.labels.keep_only(&grouping)
+                };
+                slot.push(groups.len());
                 groups.push(new_group(op, key, s));
             }
-            Some(&i) => add_to_group(op, &mut groups[i], s, k),
         }
     }
     Ok(Val::Vector(finish_groups(op, groups, q, ts)))

@@ -1,20 +1,30 @@
-//! Gorilla-compressed sample chunks (delta-of-delta timestamps, XOR'd values) and a
-//! [`ChunkedStore`] built on them.
+//! Compressed sample chunks (delta-of-delta timestamps; integer delta-of-delta or XOR'd
+//! values) and a [`ChunkedStore`] built on them.
 //!
-//! The bit layout follows Prometheus's XOR chunk: the first sample is stored raw (64-bit
+//! Timestamps follow Prometheus's XOR chunk: the first sample is stored raw (64-bit
 //! timestamp, 64-bit value); every later timestamp is a delta-of-delta in a `0` / `10`+14 /
-//! `110`+17 / `1110`+20 / `1111`+64-bit bucket; every later value is the XOR with its
-//! predecessor, stored as `0` (same), `10`+meaningful bits (fits the previous window) or
-//! `11`+5-bit leading zeros+6-bit length+bits. Regular scrapes of slowly changing series cost
-//! one to two bytes per sample. Values round-trip bit for bit, NaN payloads and staleness
-//! markers included.
-
-use std::collections::BTreeMap;
+//! `110`+17 / `1110`+20 / `1111`+64-bit bucket.
+//!
+//! Values take one of two encodings, chosen by the chunk's first value:
+//! - **Integer** (the first value is an integer that an `i64` holds exactly — counters, most
+//!   gauges of counts, histogram buckets): every later value is the delta-of-delta of the
+//!   integers, in a `0` / `10`+4 / `110`+8 / `1110`+16 / `11110`+64-bit bucket. A counter that
+//!   grows at a steady rate costs one to seven bits. A value that is not such an integer (a
+//!   fraction, NaN, a staleness marker, ±Inf, `-0`) writes the escape `11111` and switches the
+//!   rest of the chunk to XOR.
+//! - **XOR** (Gorilla, as Prometheus): the XOR with the predecessor's bits, stored as `0`
+//!   (same), `10`+meaningful bits (fits the previous window) or `11`+5-bit leading zeros+6-bit
+//!   length+bits.
+//!
+//! Regular scrapes cost about one byte per sample on integer series, one to two on others.
+//! Values round-trip bit for bit, NaN payloads and staleness markers included. The format
+//! lives only in memory (the on-disk log stores samples, not chunks), so it may change freely.
 
 use promql_parser::label::Matcher;
 
 use super::labels::Labels;
-use super::store::{Point, Series, Store, StoreError, matches_all};
+use super::store::{Point, Series, Store, StoreError};
+use super::table::SeriesTable;
 
 /// Samples per chunk before a new one is cut, as in Prometheus: bounds the work of decoding
 /// a chunk that only partly overlaps a query.
@@ -50,20 +60,25 @@ struct BitWriter {
 
 impl BitWriter {
     fn write_bit(&mut self, bit: bool) {
-        if self.len.is_multiple_of(8) {
-            self.bytes.push(0);
-        }
-        if bit {
-            let idx = self.len / 8;
-            self.bytes[idx] |= 0x80 >> (self.len % 8);
-        }
-        self.len += 1;
+        self.write_bits(u64::from(bit), 1);
     }
 
-    /// Writes the low `n` bits of `v`, most significant first.
+    /// Writes the low `n` bits of `v` (`n` ≤ 64), most significant first, a byte at a time.
     fn write_bits(&mut self, v: u64, n: u32) {
-        for i in (0..n).rev() {
-            self.write_bit((v >> i) & 1 == 1);
+        let mut left = n;
+        while left > 0 {
+            let used = (self.len % 8) as u32;
+            if used == 0 {
+                self.bytes.push(0);
+            }
+            let free = 8 - used;
+            let take = free.min(left);
+            let part = (v >> (left - take)) & ((1u64 << take) - 1);
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= (part as u8) << (free - take);
+            }
+            self.len += take as usize;
+            left -= take;
         }
     }
 }
@@ -75,39 +90,101 @@ struct BitReader<'a> {
 }
 
 impl BitReader<'_> {
-    fn read_bit(&mut self) -> Option<bool> {
-        let byte = self.bytes.get(self.pos / 8)?;
-        let bit = byte & (0x80 >> (self.pos % 8)) != 0;
-        self.pos += 1;
-        Some(bit)
+    /// The 57 or more bits from `pos` on, left-aligned (zeros past the end).
+    fn peek(&self) -> u64 {
+        let byte = self.pos / 8;
+        let shift = (self.pos % 8) as u32;
+        let word = match self.bytes.get(byte..byte + 8) {
+            Some(b) => u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            None => {
+                let mut buf = [0u8; 8];
+                let rest = self.bytes.get(byte..).unwrap_or(&[]);
+                buf[..rest.len()].copy_from_slice(rest);
+                u64::from_be_bytes(buf)
+            }
+        };
+        word << shift
     }
 
+    fn read_bit(&mut self) -> Option<bool> {
+        self.read_bits(1).map(|b| b == 1)
+    }
+
+    /// Reads `n` bits (`n` ≤ 64), or `None` when fewer remain.
     fn read_bits(&mut self, n: u32) -> Option<u64> {
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.read_bit()?);
+        if n == 0 {
+            return Some(0);
         }
+        if self.pos + n as usize > self.bytes.len() * 8 {
+            return None;
+        }
+        if n > 56 {
+            let hi = self.read_bits(n - 32)?;
+            let lo = self.read_bits(32)?;
+            return Some(hi << 32 | lo);
+        }
+        let v = self.peek() >> (64 - n);
+        self.pos += n as usize;
         Some(v)
+    }
+
+    /// Counts leading one bits, up to `max`, consuming them and the terminating zero (if
+    /// `max` was not reached).
+    fn read_ones(&mut self, max: u32) -> Option<u32> {
+        let ones = (!self.peek()).leading_zeros().min(max);
+        let used = if ones < max { ones + 1 } else { ones };
+        if self.pos + used as usize > self.bytes.len() * 8 {
+            return None;
+        }
+        self.pos += used as usize;
+        Some(ones)
     }
 }
 
-/// Delta-of-delta buckets: (control bits, control length, payload bits).
-const DOD_BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
+/// Timestamp delta-of-delta buckets after the `0` one: payload bits for `10`, `110`, `1110`;
+/// `1111` is followed by all 64 bits.
+const DOD_BITS: [u32; 3] = [14, 17, 20];
+/// Integer value delta-of-delta buckets after the `0` one: payload bits for `10`, `110`,
+/// `1110`, `11110`; `11111` escapes to XOR.
+const INT_BITS: [u32; 4] = [4, 8, 16, 64];
 
 /// Whether `x` fits Prometheus's signed `nbits` range `[-(2^(n-1)-1), 2^(n-1)]`.
 fn fits(x: i64, nbits: u32) -> bool {
+    if nbits >= 64 {
+        return true;
+    }
     let half = 1i64 << (nbits - 1);
     -(half - 1) <= x && x <= half
 }
 
 /// Sign-extends an `nbits` payload written by [`fits`]-checked encoding.
 fn unfit(v: u64, nbits: u32) -> i64 {
+    if nbits >= 64 {
+        return v as i64;
+    }
     let half = 1u64 << (nbits - 1);
     if v > half {
         v as i64 - (1i64 << nbits)
     } else {
         v as i64
     }
+}
+
+/// The integer `v` holds exactly, if it is one: its bits are those of the `i64` converted
+/// back (so not NaN, ±Inf, `-0` or a fraction).
+fn as_int(v: f64) -> Option<i64> {
+    let i = v as i64;
+    ((i as f64).to_bits() == v.to_bits()).then_some(i)
+}
+
+/// How values are encoded after the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum ValueMode {
+    /// Integer delta-of-delta: the last integer and its delta.
+    Int { last: i64, delta: i64 },
+    /// XOR with the previous value's bits.
+    #[default]
+    Xor,
 }
 
 /// One compressed run of samples with strictly increasing timestamps.
@@ -119,6 +196,7 @@ pub struct Chunk {
     last_t: i64,
     last_delta: i64,
     last_v_bits: u64,
+    mode: ValueMode,
     /// Leading/trailing zeros of the current XOR window (`None` before the first window).
     window: Option<(u32, u32)>,
 }
@@ -161,6 +239,10 @@ impl Chunk {
             self.bits.write_bits(t as u64, 64);
             self.bits.write_bits(v_bits, 64);
             self.first_t = t;
+            self.mode = match as_int(v) {
+                Some(last) => ValueMode::Int { last, delta: 0 },
+                None => ValueMode::Xor,
+            };
         } else {
             if t <= self.last_t {
                 return Err(ChunkError::OutOfOrder {
@@ -171,7 +253,7 @@ impl Chunk {
             let delta = t.wrapping_sub(self.last_t);
             self.write_dod(delta.wrapping_sub(self.last_delta));
             self.last_delta = delta;
-            self.write_xor(v_bits ^ self.last_v_bits);
+            self.write_value(v, v_bits);
         }
         self.last_t = t;
         self.last_v_bits = v_bits;
@@ -184,15 +266,43 @@ impl Chunk {
             self.bits.write_bit(false);
             return;
         }
-        for (ctrl, ctrl_len, nbits) in DOD_BUCKETS {
+        for (i, nbits) in DOD_BITS.into_iter().enumerate() {
             if fits(dod, nbits) {
-                self.bits.write_bits(ctrl, ctrl_len);
+                // `i + 1` ones and a zero: 10, 110, 1110.
+                let ctrl_len = i as u32 + 2;
+                self.bits.write_bits((1 << ctrl_len) - 2, ctrl_len);
                 self.bits.write_bits(dod as u64, nbits);
                 return;
             }
         }
         self.bits.write_bits(0b1111, 4);
         self.bits.write_bits(dod as u64, 64);
+    }
+
+    fn write_value(&mut self, v: f64, v_bits: u64) {
+        if let ValueMode::Int { last, delta } = self.mode {
+            if let Some(i) = as_int(v) {
+                let d = i.wrapping_sub(last);
+                let dod = d.wrapping_sub(delta);
+                self.mode = ValueMode::Int { last: i, delta: d };
+                if dod == 0 {
+                    self.bits.write_bit(false);
+                    return;
+                }
+                for (k, nbits) in INT_BITS.into_iter().enumerate() {
+                    if fits(dod, nbits) {
+                        let ctrl_len = k as u32 + 2;
+                        self.bits.write_bits((1 << ctrl_len) - 2, ctrl_len);
+                        self.bits.write_bits(dod as u64, nbits);
+                        return;
+                    }
+                }
+            }
+            // Not an integer: escape, and XOR from here on.
+            self.bits.write_bits(0b11111, 5);
+            self.mode = ValueMode::Xor;
+        }
+        self.write_xor(v_bits ^ self.last_v_bits);
     }
 
     fn write_xor(&mut self, xor: u64) {
@@ -224,51 +334,104 @@ impl Chunk {
     pub fn decode(&self) -> Result<Vec<Point>, ChunkError> {
         decode_bytes(&self.bits.bytes, self.count)
     }
+
+    /// Appends the samples in `[start_ms, end_ms]` to `out`, decoding no further than needed.
+    pub fn decode_range(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        out: &mut Vec<Point>,
+    ) -> Result<(), ChunkError> {
+        decode_into(&self.bits.bytes, self.count, start_ms, end_ms, out)
+    }
 }
 
 /// Decodes `count` samples from encoded chunk bytes. Never panics on corrupt input.
 pub fn decode_bytes(bytes: &[u8], count: usize) -> Result<Vec<Point>, ChunkError> {
-    let mut r = BitReader { bytes, pos: 0 };
     // A sample takes at least two bits, which bounds the allocation on corrupt counts.
     let mut out = Vec::with_capacity(count.min(bytes.len() * 4 + 1));
-    let truncated = |decoded| ChunkError::Truncated { decoded, count };
-    if count == 0 {
-        return Ok(out);
-    }
-    let mut t = r.read_bits(64).ok_or(truncated(0))? as i64;
-    let mut v_bits = r.read_bits(64).ok_or(truncated(0))?;
-    out.push(Point {
-        t,
-        v: f64::from_bits(v_bits),
-    });
-    let (mut delta, mut window) = (0i64, (0u32, 0u32));
-    while out.len() < count {
-        let decoded = out.len();
-        let dod = read_dod(&mut r).ok_or(truncated(decoded))?;
-        delta = delta.wrapping_add(dod);
-        t = t.wrapping_add(delta);
-        v_bits ^= read_xor(&mut r, &mut window).ok_or(truncated(decoded))?;
-        out.push(Point {
-            t,
-            v: f64::from_bits(v_bits),
-        });
-    }
+    decode_into(bytes, count, i64::MIN, i64::MAX, &mut out)?;
     Ok(out)
 }
 
-fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
-    let mut ones = 0;
-    while ones < 4 && r.read_bit()? {
-        ones += 1;
+fn decode_into(
+    bytes: &[u8],
+    count: usize,
+    start_ms: i64,
+    end_ms: i64,
+    out: &mut Vec<Point>,
+) -> Result<(), ChunkError> {
+    let mut r = BitReader { bytes, pos: 0 };
+    let truncated = |decoded| ChunkError::Truncated { decoded, count };
+    if count == 0 {
+        return Ok(());
     }
+    let mut t = r.read_bits(64).ok_or(truncated(0))? as i64;
+    let mut v_bits = r.read_bits(64).ok_or(truncated(0))?;
+    let mut mode = match as_int(f64::from_bits(v_bits)) {
+        Some(last) => ValueMode::Int { last, delta: 0 },
+        None => ValueMode::Xor,
+    };
+    let (mut delta, mut window) = (0i64, (0u32, 0u32));
+    for decoded in 0..count {
+        if decoded > 0 {
+            let dod = read_dod(&mut r).ok_or(truncated(decoded))?;
+            delta = delta.wrapping_add(dod);
+            t = t.wrapping_add(delta);
+            v_bits =
+                read_value(&mut r, &mut mode, &mut window, v_bits).ok_or(truncated(decoded))?;
+        }
+        if t > end_ms {
+            break;
+        }
+        if t >= start_ms {
+            out.push(Point {
+                t,
+                v: f64::from_bits(v_bits),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
+    let ones = r.read_ones(4)?;
     Some(match ones {
         0 => 0,
         1..=3 => {
-            let nbits = DOD_BUCKETS[ones - 1].2;
+            let nbits = DOD_BITS[ones as usize - 1];
             unfit(r.read_bits(nbits)?, nbits)
         }
         _ => r.read_bits(64)? as i64,
     })
+}
+
+/// Reads the next value's bits given the previous value's.
+fn read_value(
+    r: &mut BitReader<'_>,
+    mode: &mut ValueMode,
+    window: &mut (u32, u32),
+    prev_bits: u64,
+) -> Option<u64> {
+    if let ValueMode::Int { last, delta } = *mode {
+        let ones = r.read_ones(5)?;
+        let dod = match ones {
+            0 => Some(0),
+            1..=4 => {
+                let nbits = INT_BITS[ones as usize - 1];
+                Some(unfit(r.read_bits(nbits)?, nbits))
+            }
+            _ => None,
+        };
+        if let Some(dod) = dod {
+            let d = delta.wrapping_add(dod);
+            let i = last.wrapping_add(d);
+            *mode = ValueMode::Int { last: i, delta: d };
+            return Some((i as f64).to_bits());
+        }
+        *mode = ValueMode::Xor;
+    }
+    Some(prev_bits ^ read_xor(r, window)?)
 }
 
 fn read_xor(r: &mut BitReader<'_>, window: &mut (u32, u32)) -> Option<u64> {
@@ -291,10 +454,11 @@ fn read_xor(r: &mut BitReader<'_>, window: &mut (u32, u32)) -> Option<u64> {
     Some(bits.checked_shl(trailing).unwrap_or(0))
 }
 
-/// A [`Store`] keeping each series as a list of compressed [`Chunk`]s.
+/// A [`Store`] keeping each series as a list of compressed [`Chunk`]s in a
+/// [`SeriesTable`] (hash and inverted indexes); it never drops data.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkedStore {
-    series: BTreeMap<Labels, Vec<Chunk>>,
+    table: SeriesTable,
 }
 
 impl ChunkedStore {
@@ -305,23 +469,16 @@ impl ChunkedStore {
 
     /// Appends a sample; samples of a series must arrive in strictly increasing time order.
     pub fn append(&mut self, labels: Labels, t_ms: i64, v: f64) -> Result<(), StoreError> {
-        let chunks = self.series.entry(labels.clone()).or_default();
-        if chunks.last().is_none_or(|c| c.len() >= SAMPLES_PER_CHUNK) {
-            if let Some((_, last)) = chunks.last().and_then(Chunk::time_range)
-                && t_ms <= last
-            {
-                return Err(StoreError::OutOfOrder {
-                    labels: labels.to_string(),
-                    t_ms,
-                    last_ms: last,
-                });
-            }
-            chunks.push(Chunk::new());
-        }
-        let Some(chunk) = chunks.last_mut() else {
-            return Err(StoreError::Backend("chunk list unexpectedly empty".into()));
+        let id = match self.table.find(&labels) {
+            Some(id) => id,
+            None => self.table.insert(labels.clone()),
         };
-        chunk.append(t_ms, v).map_err(|e| match e {
+        let Some(entry) = self.table.entry_mut(id) else {
+            return Err(StoreError::Backend(
+                "series vanished while appending".into(),
+            ));
+        };
+        entry.append(t_ms, v).map_err(|e| match e {
             ChunkError::OutOfOrder { t_ms, last_ms } => StoreError::OutOfOrder {
                 labels: labels.to_string(),
                 t_ms,
@@ -333,10 +490,7 @@ impl ChunkedStore {
 
     /// Total encoded bytes and samples, for compression accounting.
     pub fn encoded_stats(&self) -> (usize, usize) {
-        self.series
-            .values()
-            .flatten()
-            .fold((0, 0), |(b, n), c| (b + c.encoded_len(), n + c.len()))
+        self.table.encoded_stats()
     }
 }
 
@@ -347,34 +501,9 @@ impl Store for ChunkedStore {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, StoreError> {
-        let mut out = Vec::new();
-        for (labels, chunks) in &self.series {
-            if !matches_all(labels, matchers) {
-                continue;
-            }
-            let mut points = Vec::new();
-            for c in chunks {
-                let Some((first, last)) = c.time_range() else {
-                    continue;
-                };
-                if last < start_ms || first > end_ms {
-                    continue;
-                }
-                let decoded = c.decode().map_err(|e| StoreError::Backend(e.to_string()))?;
-                points.extend(
-                    decoded
-                        .into_iter()
-                        .filter(|p| p.t >= start_ms && p.t <= end_ms),
-                );
-            }
-            if !points.is_empty() {
-                out.push(Series {
-                    labels: labels.clone(),
-                    points,
-                });
-            }
-        }
-        Ok(out)
+        self.table
+            .select(matchers, start_ms, end_ms)
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 }
 
@@ -431,6 +560,54 @@ mod tests {
     }
 
     #[test]
+    fn integer_counters_cost_about_one_byte_per_sample_and_escape_to_xor() {
+        // A counter at 0.1-3 increments/s scraped every 15 s, as `bench eval` generates.
+        for rate in [0.1, 1.3, 3.0] {
+            let mut c = Chunk::new();
+            for i in 0..SAMPLES_PER_CHUNK as i64 {
+                let v = (rate * (i * 15) as f64).floor();
+                c.append(1_710_028_800_000 + i * 15_000, v).unwrap();
+            }
+            let per_sample = c.encoded_len() as f64 / c.len() as f64;
+            assert!(per_sample <= 1.1, "rate {rate}: {per_sample} bytes/sample");
+        }
+        // Integers first, then a fraction, a staleness marker and integers again (in XOR).
+        let pts = [
+            (0, 5.0),
+            (15_000, 7.0),
+            (30_000, 7.0),
+            (45_000, -3.0),
+            (60_000, 2.0f64.powi(63)),
+            (75_000, -(2.0f64.powi(63))),
+            (90_000, 7.5),
+            (105_000, STALE_NAN),
+            (120_000, 9.0),
+        ];
+        let got = roundtrip(&pts);
+        let want: Vec<(i64, u64)> = pts.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+        assert_eq!(got, want);
+        // A chunk starting at -0 or NaN is XOR from the start.
+        for first in [-0.0, f64::NAN, 0.5] {
+            let pts = [(0, first), (1, 1.0), (2, 2.0)];
+            let want: Vec<(i64, u64)> = pts.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+            assert_eq!(roundtrip(&pts), want);
+        }
+    }
+
+    #[test]
+    fn decode_range_stops_at_the_window() {
+        let mut c = Chunk::new();
+        for i in 0..100i64 {
+            c.append(i * 10, i as f64).unwrap();
+        }
+        let mut out = Vec::new();
+        c.decode_range(205, 400, &mut out).unwrap();
+        assert_eq!(out.first().map(|p| p.t), Some(210));
+        assert_eq!(out.last().map(|p| p.t), Some(400));
+        assert_eq!(out.len(), 20);
+    }
+
+    #[test]
     fn out_of_order_is_rejected() {
         let mut c = Chunk::new();
         c.append(10, 1.0).unwrap();
@@ -476,6 +653,9 @@ mod tests {
             Just(f64::NAN.to_bits()),
             Just(STALE_NAN.to_bits()),
             (0u32..1000).prop_map(|i| f64::from(i).to_bits()),
+            (-1i64 << 62..1i64 << 62).prop_map(|i| (i as f64).to_bits()),
+            Just(2.0f64.powi(63).to_bits()),
+            Just((-0.0f64).to_bits()),
         ];
         (any::<i32>(), prop::collection::vec((delta, value), 0..200)).prop_map(|(start, steps)| {
             let mut t = i64::from(start);
@@ -501,6 +681,24 @@ mod tests {
             let got: Vec<(i64, u64)> =
                 c.decode().unwrap().iter().map(|p| (p.t, p.v.to_bits())).collect();
             prop_assert_eq!(got, pts);
+        }
+
+        /// Counters (integer runs with small steps, the occasional reset) round-trip.
+        #[test]
+        fn integer_runs_roundtrip(start in any::<i32>(), steps in prop::collection::vec(
+            prop_oneof![0i64..50, Just(-1_000_000), Just(i64::MAX / 4)], 1..200)) {
+            let mut c = Chunk::new();
+            let mut v = i64::from(start);
+            let mut want = Vec::new();
+            for (i, d) in steps.iter().enumerate() {
+                v = v.wrapping_add(*d);
+                let f = v as f64;
+                c.append(i as i64 * 15_000, f).unwrap();
+                want.push((i as i64 * 15_000, f.to_bits()));
+            }
+            let got: Vec<(i64, u64)> =
+                c.decode().unwrap().iter().map(|p| (p.t, p.v.to_bits())).collect();
+            prop_assert_eq!(got, want);
         }
 
         #[test]

@@ -58,6 +58,8 @@ pub(crate) struct Evaluator<'a> {
     steps: Cell<usize>,
     /// `(node address, output fingerprint) → input fingerprint`, for the range-wide check.
     origins: RefCell<HashMap<(usize, u64), u64>>,
+    /// Subqueries being evaluated (their inner expression runs at several steps).
+    subquery_depth: Cell<usize>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -75,6 +77,7 @@ impl<'a> Evaluator<'a> {
             held: Cell::new(0),
             steps: Cell::new(0),
             origins: RefCell::new(HashMap::new()),
+            subquery_depth: Cell::new(0),
         }
     }
 
@@ -122,6 +125,11 @@ impl<'a> Evaluator<'a> {
         output: &Labels,
         input: &Labels,
     ) -> Result<(), QueryError> {
+        // One step (an instant query outside any subquery): the per-step duplicate check
+        // is the whole check.
+        if self.query_start == self.query_end && self.subquery_depth.get() == 0 {
+            return Ok(());
+        }
         let key = (node as *const Expr as usize, output.fingerprint().0);
         let input = input.fingerprint().0;
         let mut origins = self.origins.borrow_mut();
@@ -306,7 +314,10 @@ impl<'a> Evaluator<'a> {
             // What the inner step selected is released once it is evaluated; only its result
             // stays held (as the subquery's points).
             let base = self.held();
-            let inner = self.eval(&sq.expr, t)?;
+            self.subquery_depth.set(self.subquery_depth.get() + 1);
+            let inner = self.eval(&sq.expr, t);
+            self.subquery_depth.set(self.subquery_depth.get() - 1);
+            let inner = inner?;
             self.reset_held(base);
             match inner {
                 Val::Vector(v) => {

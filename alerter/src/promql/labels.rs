@@ -5,6 +5,8 @@
 //! Prometheus, setting a label to `""` removes it.
 
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 
 /// The label that carries the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -22,9 +24,11 @@ impl fmt::Display for Fingerprint {
     }
 }
 
-/// A sorted set of labels (name → value). Cheap to compare, hash and order.
+/// A sorted set of labels (name → value). Cheap to compare, hash and order, and to clone:
+/// clones share one allocation (copied on the first change), since every selected series,
+/// sample and alert carries its label set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Arc<Vec<(String, String)>>);
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -34,7 +38,7 @@ const SEP: u8 = 0xff;
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     /// Builds a label set from pairs; later duplicates win and empty values are dropped.
@@ -67,48 +71,66 @@ impl Labels {
     pub fn set(&mut self, name: String, value: String) {
         match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].1 = value,
+            Ok(i) if self.0[i].1 == value => {}
+            Ok(i) => Arc::make_mut(&mut self.0)[i].1 = value,
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name, value)),
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, (name, value)),
         }
     }
 
     /// Removes `name` if present.
     pub fn remove(&mut self, name: &str) {
         if let Ok(i) = self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
-            self.0.remove(i);
+            Arc::make_mut(&mut self.0).remove(i);
         }
     }
 
     /// A copy without the metric name.
     pub fn without_metric_name(&self) -> Self {
-        let mut out = self.clone();
-        out.remove(METRIC_NAME);
-        out
+        if !self.contains(METRIC_NAME) {
+            return self.clone();
+        }
+        self.drop_names(&[METRIC_NAME])
     }
 
     /// Keeps only the labels whose names are listed.
     pub fn keep_only<S: AsRef<str>>(&self, names: &[S]) -> Self {
-        Self(
+        Self(Arc::new(
             self.0
                 .iter()
                 .filter(|(n, _)| names.iter().any(|k| k.as_ref() == n))
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 
     /// Drops the labels whose names are listed.
     pub fn drop_names<S: AsRef<str>>(&self, names: &[S]) -> Self {
-        Self(
+        Self(Arc::new(
             self.0
                 .iter()
                 .filter(|(n, _)| !names.iter().any(|k| k.as_ref() == n))
                 .cloned()
                 .collect(),
-        )
+        ))
+    }
+
+    /// A hash of the labels whose names `select` accepts, without building that subset: equal
+    /// subsets hash equally under one `state` (a grouping key that allocates only per group).
+    pub fn hash_selected(&self, select: impl Fn(&str) -> bool, state: &impl BuildHasher) -> u64 {
+        let mut h = state.build_hasher();
+        for (n, v) in self.0.iter().filter(|(n, _)| select(n)) {
+            n.hash(&mut h);
+            v.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Whether the labels whose names `select` accepts are exactly `subset`.
+    pub fn selected_eq(&self, select: impl Fn(&str) -> bool, subset: &Labels) -> bool {
+        self.0.iter().filter(|(n, _)| select(n)).eq(subset.0.iter())
     }
 
     /// Iterates over `(name, value)` in name order.
@@ -135,7 +157,7 @@ impl Labels {
                 h = h.wrapping_mul(FNV_PRIME);
             }
         };
-        for (n, v) in &self.0 {
+        for (n, v) in self.0.iter() {
             feed(n.as_bytes());
             feed(&[SEP]);
             feed(v.as_bytes());

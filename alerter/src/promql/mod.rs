@@ -10,7 +10,8 @@
 //! - `calendar`: Go-exact UTC calendar fields for the date functions.
 //! - `stats`: numeric helpers that reproduce Go's and Prometheus's exact arithmetic.
 //! - [`store`]: the [`Store`] trait the engine reads from, and [`MemStore`].
-//! - [`chunk`]: Gorilla-compressed chunks and [`ChunkedStore`], a compact [`Store`].
+//! - [`chunk`]: compressed chunks (integer or XOR values) and [`ChunkedStore`], a compact [`Store`].
+//! - [`table`]: [`SeriesTable`], chunked series with a hash index and an inverted index.
 //! - [`labels`]: the [`Labels`] set and its stable [`Fingerprint`] (the future alert identity).
 //! - [`value`], [`error`]: results and [`QueryError`].
 //!
@@ -30,6 +31,7 @@ pub mod labels;
 mod range_funcs;
 mod stats;
 pub mod store;
+pub mod table;
 pub mod value;
 
 pub use chunk::{Chunk, ChunkedStore};
@@ -37,6 +39,7 @@ pub use engine::{Engine, EngineOptions, ParsedQuery};
 pub use error::QueryError;
 pub use labels::{Fingerprint, Labels};
 pub use store::{MemStore, Point, STALE_NAN, Series, Store, StoreError, is_stale};
+pub use table::{SeriesId, SeriesTable};
 pub use value::{Sample, Value};
 
 #[cfg(test)]

@@ -1,18 +1,17 @@
-//! [`MetricStore`]: the embedded store's series, Gorilla-compressed in memory
-//! ([`Chunk`]: delta-of-delta timestamps, XOR values), with a retention window and a cap on
-//! series.
+//! [`MetricStore`]: the embedded store's series, compressed in memory in a [`SeriesTable`]
+//! (chunks of delta-of-delta timestamps and integer or XOR values; a hash index by label set
+//! and an inverted index for selectors), with a retention window and a cap on series.
 //!
 //! Like [`ChunkedStore`](crate::promql::ChunkedStore), which cannot drop data, but with what a
 //! long-running store needs: whole chunks older than the retention window are dropped, a series
 //! whose chunks are all gone is forgotten, and new series beyond `series_max` are refused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use promql_parser::label::Matcher;
 
-use crate::promql::chunk::{Chunk, SAMPLES_PER_CHUNK};
-use crate::promql::store::matches_all;
-use crate::promql::{Labels, Series, Store, StoreError};
+use crate::promql::chunk::ChunkError;
+use crate::promql::{Labels, Series, SeriesId, SeriesTable, Store, StoreError};
 
 /// Default cap on series held: ~100 bytes of labels and a chunk header each, so a million
 /// series is a few hundred MB, the most a single node's embedded store is meant for.
@@ -66,7 +65,7 @@ pub struct StoreStats {
 /// The embedded store's data.
 #[derive(Debug, Clone)]
 pub struct MetricStore {
-    series: BTreeMap<Labels, Vec<Chunk>>,
+    table: SeriesTable,
     series_max: usize,
     retention_ms: i64,
 }
@@ -81,7 +80,7 @@ impl MetricStore {
     /// An empty store holding at most `series_max` series for `retention_ms`.
     pub fn new(series_max: usize, retention_ms: i64) -> Self {
         Self {
-            series: BTreeMap::new(),
+            table: SeriesTable::new(),
             series_max,
             retention_ms,
         }
@@ -89,33 +88,29 @@ impl MetricStore {
 
     /// Appends one sample; samples of a series must arrive in increasing time order.
     pub fn append(&mut self, labels: &Labels, t_ms: i64, v: f64) -> Result<(), AppendError> {
-        let chunks = match self.series.get_mut(labels) {
-            Some(c) => c,
+        let id = match self.table.find(labels) {
+            Some(id) => id,
             None => {
                 validate_labels(labels)?;
-                if self.series.len() >= self.series_max {
+                if self.table.len() >= self.series_max {
                     return Err(AppendError::TooManySeries {
                         limit: self.series_max,
                         labels: labels.to_string(),
                     });
                 }
-                self.series.entry(labels.clone()).or_default()
+                self.table.insert(labels.clone())
             }
         };
-        if let Some((_, last)) = chunks.last().and_then(Chunk::time_range)
-            && t_ms <= last
-        {
+        let appended = self.table.entry_mut(id).map(|e| e.append(t_ms, v));
+        if let Some(Err(ChunkError::OutOfOrder { t_ms, last_ms })) = appended {
             return Err(AppendError::OutOfOrder {
                 labels: labels.to_string(),
                 t_ms,
-                last_ms: last,
+                last_ms,
             });
         }
-        if chunks.last().is_none_or(|c| c.len() >= SAMPLES_PER_CHUNK) {
-            chunks.push(Chunk::new());
-        }
-        let appended = chunks.last_mut().map(|c| c.append(t_ms, v));
-        debug_assert!(matches!(appended, Some(Ok(()))), "order was checked above");
+        // A fresh chunk takes any sample, and `find`/`insert` gave a held id.
+        debug_assert!(matches!(appended, Some(Ok(()))), "append to a held series");
         Ok(())
     }
 
@@ -124,39 +119,33 @@ impl MetricStore {
     pub fn apply_retention(&mut self, now_ms: i64) -> usize {
         let cutoff = now_ms.saturating_sub(self.retention_ms);
         let mut dropped = 0;
-        self.series.retain(|_, chunks| {
-            chunks.retain(|c| {
+        self.table.retain(|e| {
+            e.chunks.retain(|c| {
                 let keep = c.time_range().is_some_and(|(_, last)| last >= cutoff);
                 if !keep {
                     dropped += c.len();
                 }
                 keep
             });
-            !chunks.is_empty()
+            !e.chunks.is_empty()
         });
         dropped
     }
 
     /// The newest sample time of `labels`, if held.
     pub fn last_timestamp(&self, labels: &Labels) -> Option<i64> {
-        self.series
-            .get(labels)
-            .and_then(|c| c.last())
-            .and_then(Chunk::time_range)
-            .map(|(_, last)| last)
+        let id = self.table.find(labels)?;
+        self.table.entry(id)?.last_timestamp()
     }
 
     /// Totals.
     pub fn stats(&self) -> StoreStats {
-        let mut s = StoreStats {
-            series: self.series.len(),
-            ..StoreStats::default()
-        };
-        for c in self.series.values().flatten() {
-            s.samples += c.len();
-            s.chunk_bytes += c.encoded_len();
+        let (chunk_bytes, samples) = self.table.encoded_stats();
+        StoreStats {
+            series: self.table.len(),
+            samples,
+            chunk_bytes,
         }
-        s
     }
 
     /// Label sets of series with samples in `[start_ms, end_ms]` matching any of `sets`
@@ -168,14 +157,16 @@ impl MetricStore {
         end_ms: i64,
         limit: usize,
     ) -> Vec<Labels> {
-        self.series
-            .iter()
-            .filter(|(l, chunks)| {
-                sets.iter().any(|m| matches_all(l, m)) && overlaps(chunks, start_ms, end_ms)
-            })
-            .map(|(l, _)| l.clone())
-            .take(limit)
-            .collect()
+        let mut out: Vec<Labels> = self
+            .matching(sets, start_ms, end_ms)
+            .into_iter()
+            .cloned()
+            .collect();
+        if sets.len() > 1 {
+            out.sort();
+        }
+        out.truncate(limit);
+        out
     }
 
     /// Label names of matching series (all series when `sets` is empty), sorted.
@@ -205,27 +196,24 @@ impl MetricStore {
         values.into_iter().collect()
     }
 
-    fn matching<'a>(
-        &'a self,
-        sets: &'a [Vec<Matcher>],
-        start_ms: i64,
-        end_ms: i64,
-    ) -> impl Iterator<Item = &'a Labels> + 'a {
-        self.series
-            .iter()
-            .filter(move |(l, chunks)| {
-                (sets.is_empty() || sets.iter().any(|m| matches_all(l, m)))
-                    && overlaps(chunks, start_ms, end_ms)
-            })
-            .map(|(l, _)| l)
+    /// Labels of the series matching any of `sets` (every series when `sets` is empty) with
+    /// samples in the window, each once: in label order for at most one set, else by id.
+    fn matching(&self, sets: &[Vec<Matcher>], start_ms: i64, end_ms: i64) -> Vec<&Labels> {
+        let mut ids: Vec<SeriesId> = match sets {
+            [] => self.table.iter_ordered().map(|(id, _)| id).collect(),
+            [one] => self.table.matching(one),
+            _ => sets.iter().flat_map(|m| self.table.matching(m)).collect(),
+        };
+        if sets.len() > 1 {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        ids.into_iter()
+            .filter_map(|id| self.table.entry(id))
+            .filter(|e| e.overlaps(start_ms, end_ms))
+            .map(|e| &e.labels)
+            .collect()
     }
-}
-
-fn overlaps(chunks: &[Chunk], start_ms: i64, end_ms: i64) -> bool {
-    chunks
-        .iter()
-        .filter_map(Chunk::time_range)
-        .any(|(first, last)| last >= start_ms && first <= end_ms)
 }
 
 fn validate_labels(labels: &Labels) -> Result<(), AppendError> {
@@ -253,32 +241,9 @@ impl Store for MetricStore {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, StoreError> {
-        let mut out = Vec::new();
-        for (labels, chunks) in &self.series {
-            if !matches_all(labels, matchers) || !overlaps(chunks, start_ms, end_ms) {
-                continue;
-            }
-            let mut points = Vec::new();
-            for c in chunks {
-                match c.time_range() {
-                    Some((first, last)) if last >= start_ms && first <= end_ms => {}
-                    _ => continue,
-                }
-                let decoded = c.decode().map_err(|e| StoreError::Backend(e.to_string()))?;
-                points.extend(
-                    decoded
-                        .into_iter()
-                        .filter(|p| p.t >= start_ms && p.t <= end_ms),
-                );
-            }
-            if !points.is_empty() {
-                out.push(Series {
-                    labels: labels.clone(),
-                    points,
-                });
-            }
-        }
-        Ok(out)
+        self.table
+            .select(matchers, start_ms, end_ms)
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 }
 
