@@ -746,3 +746,62 @@ async fn a_restart_with_the_on_disk_log_keeps_history() {
         "the staleness marker survived the restart"
     );
 }
+
+/// A rule group's queries in one `/api/v1/query_batch` request: each answer is what
+/// `/api/v1/query` gives, in order, a bad query failing alone; bad batches are refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_queries_answers_each_as_a_single_query_would() {
+    let s = serve(EmbeddedStoreConfig::default()).await;
+    let pts: Vec<(i64, f64)> = (0..40).map(|i| (T0_MS + i * 15_000, i as f64)).collect();
+    let (status, body) = remote_write(
+        &s.url,
+        &[
+            (vec![("__name__", "up"), ("job", "a")], pts.clone()),
+            (vec![("__name__", "up"), ("job", "b")], pts),
+        ],
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let at = T0_MS + 30 * 15_000;
+    let qs = [
+        iq("up", at),
+        iq("sum(up) by (", at),
+        iq("sum(up)", at),
+        iq("scalar(up{job=\"a\"})", at),
+        iq("missing_metric", at),
+    ];
+    let batch = s.client.instant_many(&qs).await;
+    assert_eq!(batch.len(), qs.len());
+    assert!(
+        s.client.batches_queries(),
+        "the store answered the batch endpoint"
+    );
+    for (q, got) in qs.iter().zip(&batch) {
+        let alone = s.client.instant(q).await;
+        assert_eq!(got, &alone, "{}", q.expr);
+    }
+    assert!(matches!(batch[1], Err(DatasourceError::BadQuery { .. })));
+    assert_eq!(
+        vector(&batch[2].as_ref().unwrap().value),
+        vec![("{}".into(), 60.0)]
+    );
+
+    // The raw endpoint: answers in order, in the API's shapes.
+    let url = format!(
+        "{}/api/v1/query_batch?query=up&query=up%20%2B&time={}",
+        s.url,
+        at as f64 / 1000.0
+    );
+    let v = get_json(&url).await;
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"][0]["data"]["resultType"], "vector");
+    assert_eq!(v["data"][1]["status"], "error");
+    assert_eq!(v["data"][1]["errorType"], "bad_data");
+    // No query, or more than the cap: the whole request is refused.
+    let v = get_json(&format!("{}/api/v1/query_batch?time=1", s.url)).await;
+    assert_eq!(v["errorType"], "bad_data", "{v}");
+    let many = "query=up&".repeat(tocsin_alerter::datasource::embedded::api::BATCH_QUERIES_MAX + 1);
+    let v = get_json(&format!("{}/api/v1/query_batch?{many}time=1", s.url)).await;
+    assert_eq!(v["errorType"], "bad_data", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("at most"), "{v}");
+}

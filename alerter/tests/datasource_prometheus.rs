@@ -298,6 +298,21 @@ async fn instant_queries_read_every_result_type_from_real_prometheus() {
     assert!(by_kind("nan").is_nan());
     assert_eq!(by_kind("pinf"), f64::INFINITY);
     assert_eq!(by_kind("ninf"), f64::NEG_INFINITY);
+
+    // A rule group's queries at once: Prometheus has no batch endpoint (it answers 404), so
+    // the client asks each on its own, then and afterwards, with the same answers.
+    let qs: Vec<InstantQuery> = cases.iter().map(|(e, _)| iq(e, ts)).collect();
+    assert!(client.batches_queries(), "no batch tried yet");
+    for round in 0..2 {
+        let answers = client.instant_many(&qs).await;
+        assert!(!client.batches_queries(), "the 404 switched batching off");
+        assert_eq!(answers.len(), qs.len());
+        for (q, got) in qs.iter().zip(answers) {
+            let got = got.unwrap_or_else(|e| panic!("round {round}, {}: {e}", q.expr));
+            let ours = fx.embedded.instant(q).await.expect(&q.expr);
+            assert_same(&q.expr, &got.value, &ours.value);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,9 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, WeakShared};
 use tokio::sync::Semaphore;
 
-use super::{Datasource, DatasourceError, InstantQuery, QueryFuture, QueryOutput, RangeQuery};
+use super::{
+    Datasource, DatasourceError, InstantQuery, ManyFuture, QueryFuture, QueryOutput, RangeQuery,
+};
 
 /// Default cap on one worker's concurrent queries: enough to keep a remote Prometheus busy,
 /// small enough that one worker cannot monopolise it (Prometheus's own default
@@ -135,14 +137,14 @@ impl QueryGate {
 }
 
 /// Runs `call` once a slot is free, all within `timeout`; `call` gets the time left.
-async fn bounded<F, Fut>(
+async fn bounded<T, F, Fut>(
     timeout: Duration,
     permits: &Semaphore,
     call: F,
-) -> Result<QueryOutput, DatasourceError>
+) -> Result<T, DatasourceError>
 where
     F: FnOnce(Duration) -> Fut,
-    Fut: Future<Output = Result<QueryOutput, DatasourceError>>,
+    Fut: Future<Output = Result<T, DatasourceError>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     let work = async {
@@ -171,6 +173,32 @@ impl Datasource for QueryGate {
             let answer = shared.clone().await;
             self.finish(q, &shared);
             answer
+        })
+    }
+
+    /// A batch takes one query slot and one deadline (the longest asked): it is one request
+    /// to the datasource. Batches are not coalesced with single queries in flight.
+    fn instant_many<'a>(&'a self, qs: &'a [InstantQuery]) -> ManyFuture<'a> {
+        Box::pin(async move {
+            let Some(timeout) = qs.iter().map(|q| q.timeout).max() else {
+                return Vec::new();
+            };
+            let timeout = timeout.min(self.max_timeout);
+            let answers = bounded(timeout, &self.permits, |remaining| {
+                let qs: Vec<InstantQuery> = qs
+                    .iter()
+                    .map(|q| InstantQuery {
+                        timeout: q.timeout.min(remaining),
+                        ..q.clone()
+                    })
+                    .collect();
+                async move { Ok(self.inner.instant_many(&qs).await) }
+            })
+            .await;
+            match answers {
+                Ok(answers) => answers,
+                Err(e) => vec![Err(e); qs.len()],
+            }
         })
     }
 

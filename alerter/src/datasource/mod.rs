@@ -77,6 +77,9 @@ pub struct QueryOutput {
 /// The future a [`Datasource`] returns.
 pub type QueryFuture<'a> = BoxFuture<'a, Result<QueryOutput, DatasourceError>>;
 
+/// The answers to several queries, in the order asked.
+pub type ManyFuture<'a> = BoxFuture<'a, Vec<Result<QueryOutput, DatasourceError>>>;
+
 /// Something that answers PromQL queries: a remote Prometheus-compatible API or the embedded
 /// store. Object-safe so a worker can hold `Arc<dyn Datasource>` chosen by configuration.
 pub trait Datasource: Send + Sync + std::fmt::Debug {
@@ -86,4 +89,13 @@ pub trait Datasource: Send + Sync + std::fmt::Debug {
     /// Evaluates `q.expr` over a range; the result is a [`Value::Matrix`] (or a scalar/string
     /// series as a matrix, as Prometheus returns).
     fn range<'a>(&'a self, q: &'a RangeQuery) -> QueryFuture<'a>;
+
+    /// Evaluates several instant queries (a rule group's, at one timestamp); the answers come
+    /// in the order of `qs`, each with its own error. By default each is asked on its own,
+    /// concurrently; a datasource that answers many in one round trip overrides this.
+    fn instant_many<'a>(&'a self, qs: &'a [InstantQuery]) -> ManyFuture<'a> {
+        Box::pin(futures::future::join_all(
+            qs.iter().map(|q| self.instant(q)),
+        ))
+    }
 }

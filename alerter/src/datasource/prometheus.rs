@@ -3,16 +3,21 @@
 //!
 //! Queries are sent as `POST` forms (long expressions do not hit URL length limits) to
 //! `/api/v1/query` with `time=` the slot timestamp minus `query_offset`, and `timeout=` a margin
-//! under the call's deadline so the server reports its own timeout before we give up.
+//! under the call's deadline so the server reports its own timeout before we give up. A rule
+//! group's queries go in one request to `/api/v1/query_batch` when the datasource is a Tocsin
+//! node (the first 404/405/501 from it switches the client to one request per query).
 
 pub mod config;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
 
 use super::{
-    Datasource, DatasourceError, InstantQuery, QueryFuture, QueryOutput, RangeQuery, wire,
+    Datasource, DatasourceError, InstantQuery, ManyFuture, QueryFuture, QueryOutput, RangeQuery,
+    wire,
 };
 pub use config::{
     Auth, ConfigError, PrometheusConfig, RawBasicAuth, RawPrometheusConfig, RawTlsConfig,
@@ -34,6 +39,12 @@ pub struct PrometheusClient {
     /// URL per query was a few percent of a worker's CPU).
     query_url: reqwest::Url,
     range_url: reqwest::Url,
+    /// `/api/v1/query_batch`: a Tocsin node's embedded store answers a rule group's queries in
+    /// one request there.
+    batch_url: reqwest::Url,
+    /// Set once the datasource answered the batch endpoint with 404, 405 or 501 (it is not a
+    /// Tocsin node): from then on every query goes on its own.
+    batch_unsupported: Arc<AtomicBool>,
 }
 
 impl PrometheusClient {
@@ -66,12 +77,21 @@ impl PrometheusClient {
         };
         let query_url = endpoint("/api/v1/query")?;
         let range_url = endpoint("/api/v1/query_range")?;
+        let batch_url = endpoint("/api/v1/query_batch")?;
         Ok(Self {
             cfg,
             http,
             query_url,
             range_url,
+            batch_url,
+            batch_unsupported: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Whether a group's queries still go in one batch request: false once the datasource
+    /// answered that it has no batch endpoint (it is not a Tocsin node).
+    pub fn batches_queries(&self) -> bool {
+        !self.batch_unsupported.load(Ordering::Relaxed)
     }
 
     /// The validated configuration.
@@ -91,18 +111,7 @@ impl PrometheusClient {
         form: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<QueryOutput, DatasourceError> {
-        let mut req = self
-            .http
-            .post(url.clone())
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_encode(form));
-        req = match &self.cfg.auth {
-            Some(config::Auth::Basic { username, password }) => {
-                req.basic_auth(username, Some(password))
-            }
-            Some(config::Auth::Bearer(token)) => req.bearer_auth(token),
-            None => req,
-        };
+        let req = self.post(url, form);
         let exchange = async {
             let resp = req.send().await.map_err(|e| transport_error(&e, timeout))?;
             let status = resp.status().as_u16();
@@ -116,6 +125,72 @@ impl PrometheusClient {
                 message: "no complete answer from the datasource before the deadline".into(),
             }),
         }
+    }
+}
+
+impl PrometheusClient {
+    /// A form POST to `url` with the configured authentication.
+    fn post(&self, url: &reqwest::Url, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .post(url.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_encode(form));
+        match &self.cfg.auth {
+            Some(config::Auth::Basic { username, password }) => {
+                req.basic_auth(username, Some(password))
+            }
+            Some(config::Auth::Bearer(token)) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    /// Asks every query of `qs` (one timestamp) in one `/api/v1/query_batch` request;
+    /// `None` when the datasource does not serve that endpoint.
+    async fn batch(
+        &self,
+        qs: &[InstantQuery],
+    ) -> Option<Vec<Result<QueryOutput, DatasourceError>>> {
+        let timeout = qs.iter().map(|q| q.timeout).max()?;
+        let time = format_ts(qs.first()?.ts_ms.saturating_sub(self.offset_ms()));
+        let server = server_timeout(timeout);
+        let mut form: Vec<(&str, &str)> = qs.iter().map(|q| ("query", q.expr.as_str())).collect();
+        form.extend([("time", time.as_str()), ("timeout", server.as_str())]);
+        let req = self.post(&self.batch_url, &form);
+        let exchange = async {
+            let resp = req.send().await.map_err(|e| transport_error(&e, timeout))?;
+            let status = resp.status().as_u16();
+            if matches!(status, 404 | 405 | 501) {
+                return Ok(None);
+            }
+            let body = read_bounded(resp, self.cfg.response_bytes_max, timeout).await?;
+            Ok(Some(wire::parse_batch_answer(
+                status,
+                &body,
+                timeout,
+                qs.len(),
+            )))
+        };
+        let answers = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(Some(answers))) => answers,
+            Ok(Ok(None)) => {
+                self.batch_unsupported.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    url = %self.batch_url,
+                    "the datasource has no batch endpoint (not a Tocsin node); queries go one by one"
+                );
+                return None;
+            }
+            Ok(Err(e)) => vec![Err(e); qs.len()],
+            Err(_) => vec![
+                Err(DatasourceError::Timeout {
+                    timeout,
+                    message: "no complete answer from the datasource before the deadline".into(),
+                });
+                qs.len()
+            ],
+        };
+        Some(answers)
     }
 }
 
@@ -222,6 +297,20 @@ impl Datasource for PrometheusClient {
                 ("timeout", &timeout),
             ];
             self.call(&self.query_url, &form, q.timeout).await
+        })
+    }
+
+    /// Queries at one timestamp go in one batch request while the datasource serves them
+    /// (a Tocsin node); otherwise, or for a single query, each on its own.
+    fn instant_many<'a>(&'a self, qs: &'a [InstantQuery]) -> ManyFuture<'a> {
+        Box::pin(async move {
+            let batchable = qs.len() >= 2
+                && !self.batch_unsupported.load(Ordering::Relaxed)
+                && qs.windows(2).all(|w| w[0].ts_ms == w[1].ts_ms);
+            if batchable && let Some(answers) = self.batch(qs).await {
+                return answers;
+            }
+            futures::future::join_all(qs.iter().map(|q| self.instant(q))).await
         })
     }
 

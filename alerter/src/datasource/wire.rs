@@ -94,6 +94,48 @@ pub fn parse_answer(
     })
 }
 
+/// Parses the answer to `/api/v1/query_batch` of `n` queries: one result per query, in order.
+/// An error for the whole request (or an envelope that does not hold `n` answers) is every
+/// query's error.
+pub fn parse_batch_answer(
+    http_status: u16,
+    body: &[u8],
+    timeout: Duration,
+    n: usize,
+) -> Vec<Result<QueryOutput, DatasourceError>> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        status: String,
+        #[serde(borrow, default)]
+        data: Option<Vec<&'a serde_json::value::RawValue>>,
+    }
+    let answers = match serde_json::from_slice::<Envelope<'_>>(body) {
+        Ok(Envelope {
+            status,
+            data: Some(answers),
+        }) if status == "success" && (200..300).contains(&http_status) => answers,
+        // The request's own error (bad form, too many queries) in the API's error shape.
+        Ok(_) | Err(_) => {
+            let err = match parse_answer(http_status, body, timeout) {
+                Err(e) => e,
+                Ok(_) => bad("batch answer without a list of answers"),
+            };
+            return vec![Err(err); n];
+        }
+    };
+    if answers.len() != n {
+        let err = bad(format!(
+            "batch answer holds {} answers for {n} queries",
+            answers.len()
+        ));
+        return vec![Err(err); n];
+    }
+    answers
+        .into_iter()
+        .map(|a| parse_answer(200, a.get().as_bytes(), timeout))
+        .collect()
+}
+
 /// Maps a Prometheus `errorType` to the typed error.
 fn api_error(
     error_type: &str,

@@ -331,3 +331,35 @@ proptest::proptest! {
         proptest::prop_assert_eq!(direct, via_tree(&v, &[]));
     }
 }
+
+#[test]
+fn a_batch_answer_gives_each_query_its_own_result() {
+    let body = br#"{"status":"success","data":[
+        {"status":"success","data":{"resultType":"scalar","result":[1,"2"]}},
+        {"status":"error","errorType":"bad_data","error":"parse error"}]}"#;
+    let got = parse_batch_answer(200, body, T, 2);
+    assert_eq!(
+        got[0].as_ref().map(|o| o.value.clone()),
+        Ok(Value::Scalar { t: 1000, v: 2.0 })
+    );
+    assert!(
+        matches!(&got[1], Err(DatasourceError::BadQuery { message }) if message == "parse error")
+    );
+    // Answers for a different number of queries, or the request's own error: every query fails.
+    let short = parse_batch_answer(200, body, T, 3);
+    assert_eq!(short.len(), 3);
+    assert!(
+        short
+            .iter()
+            .all(|r| matches!(r, Err(DatasourceError::InvalidResponse { .. })))
+    );
+    let refused =
+        br#"{"status":"error","errorType":"bad_data","error":"no query parameter provided"}"#;
+    let all = parse_batch_answer(400, refused, T, 2);
+    assert!(
+        all.iter()
+            .all(|r| matches!(r, Err(DatasourceError::BadQuery { .. })))
+    );
+    let garbage = parse_batch_answer(502, b"<html>bad gateway</html>", T, 1);
+    assert!(matches!(&garbage[0], Err(e) if e.fault() == Fault::Datasource));
+}

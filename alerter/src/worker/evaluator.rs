@@ -1,6 +1,8 @@
 //! The worker's [`Evaluator`]: queries a group's expressions from a [`Datasource`] (usually
-//! another process: a Prometheus-compatible API or a node's embedded store) concurrently at
-//! the group's query time, then runs the pure evaluation on the answers.
+//! another process: a Prometheus-compatible API or a node's embedded store) at the group's
+//! query time — in one request where the datasource answers batches
+//! ([`Datasource::instant_many`]), else concurrently — then runs the pure evaluation on the
+//! answers.
 //!
 //! If every query failed for the datasource's fault (down, timing out), nothing is evaluated:
 //! the caller keeps the state and counts bad work. A query's own fault (a bad expression)
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 
 use super::group::Evaluator;
 use super::session::WorkStats;
@@ -59,15 +61,18 @@ impl Evaluator for DatasourceEvaluator {
         Box::pin(async move {
             let (exprs, query_ts) = group_queries(group, ts_ms, &self.options);
             let started = std::time::Instant::now();
-            let answers = join_all(exprs.iter().map(|expr| async move {
-                let q = InstantQuery {
+            let qs: Vec<InstantQuery> = exprs
+                .iter()
+                .map(|expr| InstantQuery {
                     expr: expr.clone(),
                     ts_ms: query_ts,
                     timeout: self.query_timeout,
-                };
-                (expr.clone(), self.datasource.instant(&q).await)
-            }))
-            .await;
+                })
+                .collect();
+            let answers: Vec<_> = exprs
+                .into_iter()
+                .zip(self.datasource.instant_many(&qs).await)
+                .collect();
             let per_query = started.elapsed().as_micros() as u64 / answers.len().max(1) as u64;
             self.stats
                 .datasource_rtt_us

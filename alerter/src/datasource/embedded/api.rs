@@ -108,6 +108,12 @@ fn bad_data(message: impl Into<String>) -> DatasourceError {
 
 fn error_response(e: &DatasourceError) -> Response {
     let (error_type, status) = wire::error_type_and_status(e);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(error_body(e, error_type))).into_response()
+}
+
+/// The API's error object for `e`.
+fn error_body(e: &DatasourceError, error_type: &str) -> Json {
     let message = match e {
         DatasourceError::BadQuery { message }
         | DatasourceError::Execution { message }
@@ -117,8 +123,7 @@ fn error_response(e: &DatasourceError) -> Response {
         | DatasourceError::Http { message, .. }
         | DatasourceError::InvalidResponse { message } => message.as_str(),
     };
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(wire::error_json(error_type, message))).into_response()
+    wire::error_json(error_type, message)
 }
 
 fn success(data: Json, warnings: &[String]) -> Response {
@@ -224,6 +229,68 @@ async fn query(
     };
     match run.await {
         Ok(out) => query_success(&out),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Most queries one `/api/v1/query_batch` request may carry.
+pub const BATCH_QUERIES_MAX: usize = 1_000;
+
+/// `/api/v1/query_batch` (Tocsin's own, not Prometheus's): several `query=` at one `time=`,
+/// answered as `{"status":"success","data":[answer, …]}` where each answer is what
+/// `/api/v1/query` would have answered (success or error object), in order. A worker asks a
+/// rule group's expressions in one round trip instead of one each.
+async fn query_batch(
+    State(svc): Svc,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let p = Params::from_request(&method, &headers, q.as_deref(), &body);
+    let run = async {
+        let exprs: Vec<&str> = p.all_values("query").collect();
+        if exprs.is_empty() {
+            return Err(bad_data("no query parameter provided"));
+        }
+        if exprs.len() > BATCH_QUERIES_MAX {
+            return Err(bad_data(format!(
+                "{} queries in one batch; at most {BATCH_QUERIES_MAX}",
+                exprs.len()
+            )));
+        }
+        let ts_ms = time_or(&p, "time", now_ms())?;
+        let timeout = svc.query_timeout(&p)?;
+        let qs: Vec<InstantQuery> = exprs
+            .into_iter()
+            .map(|e| InstantQuery {
+                expr: e.into(),
+                ts_ms,
+                timeout,
+            })
+            .collect();
+        // One by one through the gate, so each keeps its slot and its coalescing.
+        let gate = svc.datasource();
+        Ok(futures::future::join_all(qs.iter().map(|q| gate.instant(q))).await)
+    };
+    match run.await {
+        Ok(answers) => {
+            let mut out = b"{\"status\":\"success\",\"data\":[".to_vec();
+            for (i, a) in answers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match a {
+                    Ok(o) => out.extend_from_slice(&wire::write_success(&o.value, &o.warnings)),
+                    Err(e) => {
+                        let body = error_body(e, wire::error_type_and_status(e).0);
+                        out.extend_from_slice(body.to_string().as_bytes());
+                    }
+                }
+            }
+            out.extend_from_slice(b"]}");
+            ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+        }
         Err(e) => error_response(&e),
     }
 }
@@ -386,6 +453,7 @@ pub fn router(svc: Arc<EmbeddedStore>) -> Router {
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/query_batch", get(query_batch).post(query_batch))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
