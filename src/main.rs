@@ -18,12 +18,6 @@ mod worker_metrics;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc: Tocsin allocates and frees many short-lived buffers
-/// (Raft entries, gRPC frames, query answers), and glibc spent a third of `bench store`'s CPU
-/// in its free lists and in faulting in the heap pages it had just trimmed.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit code for invalid configuration or usage.
 const EXIT_USAGE: i32 = 2;
 /// Exit code when the Raft core failed fatally (a supervisor should restart the node).
