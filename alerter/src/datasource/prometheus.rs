@@ -120,10 +120,7 @@ impl PrometheusClient {
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(answer) => answer,
-            Err(_) => Err(DatasourceError::Timeout {
-                timeout,
-                message: "no complete answer from the datasource before the deadline".into(),
-            }),
+            Err(_) => Err(deadline_passed(timeout)),
         }
     }
 }
@@ -182,15 +179,17 @@ impl PrometheusClient {
                 return None;
             }
             Ok(Err(e)) => vec![Err(e); qs.len()],
-            Err(_) => vec![
-                Err(DatasourceError::Timeout {
-                    timeout,
-                    message: "no complete answer from the datasource before the deadline".into(),
-                });
-                qs.len()
-            ],
+            Err(_) => vec![Err(deadline_passed(timeout)); qs.len()],
         };
         Some(answers)
+    }
+}
+
+/// The error for an exchange that outlived its deadline `timeout`.
+fn deadline_passed(timeout: Duration) -> DatasourceError {
+    DatasourceError::Timeout {
+        timeout,
+        message: "no complete answer from the datasource before the deadline".into(),
     }
 }
 

@@ -83,6 +83,27 @@ impl BitWriter {
     }
 }
 
+impl BitWriter {
+    /// Writes `x` as `0` if it is zero, else in the first bucket of `payload_bits` it fits:
+    /// `k + 1` ones and a zero for bucket `k`, then the payload. Writes nothing and returns
+    /// false if no bucket fits (the caller writes its own escape).
+    fn write_bucketed(&mut self, x: i64, payload_bits: &[u32]) -> bool {
+        if x == 0 {
+            self.write_bit(false);
+            return true;
+        }
+        for (k, &nbits) in payload_bits.iter().enumerate() {
+            if fits(x, nbits) {
+                let ctrl_len = k as u32 + 2;
+                self.write_bits((1 << ctrl_len) - 2, ctrl_len);
+                self.write_bits(x as u64, nbits);
+                return true;
+            }
+        }
+        false
+    }
+}
+
 #[derive(Debug)]
 struct BitReader<'a> {
     bytes: &'a [u8],
@@ -262,40 +283,20 @@ impl Chunk {
     }
 
     fn write_dod(&mut self, dod: i64) {
-        if dod == 0 {
-            self.bits.write_bit(false);
-            return;
+        if !self.bits.write_bucketed(dod, &DOD_BITS) {
+            self.bits.write_bits(0b1111, 4);
+            self.bits.write_bits(dod as u64, 64);
         }
-        for (i, nbits) in DOD_BITS.into_iter().enumerate() {
-            if fits(dod, nbits) {
-                // `i + 1` ones and a zero: 10, 110, 1110.
-                let ctrl_len = i as u32 + 2;
-                self.bits.write_bits((1 << ctrl_len) - 2, ctrl_len);
-                self.bits.write_bits(dod as u64, nbits);
-                return;
-            }
-        }
-        self.bits.write_bits(0b1111, 4);
-        self.bits.write_bits(dod as u64, 64);
     }
 
     fn write_value(&mut self, v: f64, v_bits: u64) {
         if let ValueMode::Int { last, delta } = self.mode {
             if let Some(i) = as_int(v) {
                 let d = i.wrapping_sub(last);
-                let dod = d.wrapping_sub(delta);
                 self.mode = ValueMode::Int { last: i, delta: d };
-                if dod == 0 {
-                    self.bits.write_bit(false);
+                // The last bucket holds 64 bits: every delta-of-delta fits.
+                if self.bits.write_bucketed(d.wrapping_sub(delta), &INT_BITS) {
                     return;
-                }
-                for (k, nbits) in INT_BITS.into_iter().enumerate() {
-                    if fits(dod, nbits) {
-                        let ctrl_len = k as u32 + 2;
-                        self.bits.write_bits((1 << ctrl_len) - 2, ctrl_len);
-                        self.bits.write_bits(dod as u64, nbits);
-                        return;
-                    }
                 }
             }
             // Not an integer: escape, and XOR from here on.
@@ -394,16 +395,25 @@ fn decode_into(
     Ok(())
 }
 
-fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
-    let ones = r.read_ones(4)?;
+/// Reads what [`BitWriter::write_bucketed`] wrote with `payload_bits`: `Some(None)` when the
+/// control is all ones (the caller's escape, `payload_bits.len() + 1` ones).
+fn read_bucketed(r: &mut BitReader<'_>, payload_bits: &[u32]) -> Option<Option<i64>> {
+    let ones = r.read_ones(payload_bits.len() as u32 + 1)? as usize;
     Some(match ones {
-        0 => 0,
-        1..=3 => {
-            let nbits = DOD_BITS[ones as usize - 1];
-            unfit(r.read_bits(nbits)?, nbits)
+        0 => Some(0),
+        k if k <= payload_bits.len() => {
+            let nbits = payload_bits[k - 1];
+            Some(unfit(r.read_bits(nbits)?, nbits))
         }
-        _ => r.read_bits(64)? as i64,
+        _ => None,
     })
+}
+
+fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
+    match read_bucketed(r, &DOD_BITS)? {
+        Some(dod) => Some(dod),
+        None => r.read_bits(64).map(|v| v as i64),
+    }
 }
 
 /// Reads the next value's bits given the previous value's.
@@ -414,16 +424,7 @@ fn read_value(
     prev_bits: u64,
 ) -> Option<u64> {
     if let ValueMode::Int { last, delta } = *mode {
-        let ones = r.read_ones(5)?;
-        let dod = match ones {
-            0 => Some(0),
-            1..=4 => {
-                let nbits = INT_BITS[ones as usize - 1];
-                Some(unfit(r.read_bits(nbits)?, nbits))
-            }
-            _ => None,
-        };
-        if let Some(dod) = dod {
+        if let Some(dod) = read_bucketed(r, &INT_BITS)? {
             let d = delta.wrapping_add(dod);
             let i = last.wrapping_add(d);
             *mode = ValueMode::Int { last: i, delta: d };

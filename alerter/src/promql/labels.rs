@@ -133,6 +133,12 @@ impl Labels {
         self.0.iter().filter(|(n, _)| select(n)).eq(subset.0.iter())
     }
 
+    /// Whether `a` and `b` are clones of one label set (share one allocation): caches promise
+    /// that a hit hands out the stored set, not a rebuilt one.
+    pub fn same_allocation(a: &Labels, b: &Labels) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
     /// Iterates over `(name, value)` in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))

@@ -107,13 +107,14 @@ fn bad_data(message: impl Into<String>) -> DatasourceError {
 }
 
 fn error_response(e: &DatasourceError) -> Response {
-    let (error_type, status) = wire::error_type_and_status(e);
+    let (_, status) = wire::error_type_and_status(e);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(error_body(e, error_type))).into_response()
+    (status, axum::Json(error_body(e))).into_response()
 }
 
 /// The API's error object for `e`.
-fn error_body(e: &DatasourceError, error_type: &str) -> Json {
+fn error_body(e: &DatasourceError) -> Json {
+    let (error_type, _) = wire::error_type_and_status(e);
     let message = match e {
         DatasourceError::BadQuery { message }
         | DatasourceError::Execution { message }
@@ -206,6 +207,19 @@ fn matcher_sets(p: &Params, required: bool) -> Result<Vec<Vec<Matcher>>, Datasou
 
 type Svc = State<Arc<EmbeddedStore>>;
 
+/// `expr` at the request's `time` (default now) with its `timeout` (capped by the store's).
+fn instant_query(
+    svc: &EmbeddedStore,
+    p: &Params,
+    expr: &str,
+) -> Result<InstantQuery, DatasourceError> {
+    Ok(InstantQuery {
+        expr: expr.into(),
+        ts_ms: time_or(p, "time", now_ms())?,
+        timeout: svc.query_timeout(p)?,
+    })
+}
+
 async fn query(
     State(svc): Svc,
     method: Method,
@@ -218,13 +232,7 @@ async fn query(
         let expr = p
             .get("query")
             .ok_or_else(|| bad_data("no query parameter provided"))?;
-        let ts_ms = time_or(&p, "time", now_ms())?;
-        let timeout = svc.query_timeout(&p)?;
-        let q = InstantQuery {
-            expr: expr.into(),
-            ts_ms,
-            timeout,
-        };
+        let q = instant_query(&svc, &p, expr)?;
         svc.datasource().instant(&q).await
     };
     match run.await {
@@ -259,16 +267,10 @@ async fn query_batch(
                 exprs.len()
             )));
         }
-        let ts_ms = time_or(&p, "time", now_ms())?;
-        let timeout = svc.query_timeout(&p)?;
-        let qs: Vec<InstantQuery> = exprs
+        let qs = exprs
             .into_iter()
-            .map(|e| InstantQuery {
-                expr: e.into(),
-                ts_ms,
-                timeout,
-            })
-            .collect();
+            .map(|e| instant_query(&svc, &p, e))
+            .collect::<Result<Vec<_>, _>>()?;
         // One by one through the gate, so each keeps its slot and its coalescing.
         let gate = svc.datasource();
         Ok(futures::future::join_all(qs.iter().map(|q| gate.instant(q))).await)
@@ -282,10 +284,7 @@ async fn query_batch(
                 }
                 match a {
                     Ok(o) => out.extend_from_slice(&wire::write_success(&o.value, &o.warnings)),
-                    Err(e) => {
-                        let body = error_body(e, wire::error_type_and_status(e).0);
-                        out.extend_from_slice(body.to_string().as_bytes());
-                    }
+                    Err(e) => out.extend_from_slice(error_body(e).to_string().as_bytes()),
                 }
             }
             out.extend_from_slice(b"]}");

@@ -144,7 +144,7 @@ impl Ingest {
             labels
                 .iter()
                 .zip(&series)
-                .map(|(l, s)| (&**l, &samples[s.samples.clone()])),
+                .map(|(l, s)| (l, &samples[s.samples.clone()])),
         ))
     }
 
@@ -199,7 +199,7 @@ impl Ingest {
             samples
                 .iter()
                 .zip(&points)
-                .map(|((l, _, _), p)| (&**l, p.as_slice())),
+                .map(|((l, _, _), p)| (l, p.as_slice())),
         )
     }
 

@@ -10,7 +10,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
 
 use prost::Message;
 use tocsin_proto::pb::prometheus::WriteRequest;
@@ -393,8 +392,8 @@ fn utf8(b: &[u8]) -> Result<&str, Malformed> {
 /// generation stays cached; the memory held is at most `entries_max` keys and label sets.
 #[derive(Debug)]
 pub struct SeriesCache {
-    current: HashMap<Box<[u8]>, Arc<Labels>>,
-    previous: HashMap<Box<[u8]>, Arc<Labels>>,
+    current: HashMap<Box<[u8]>, Labels>,
+    previous: HashMap<Box<[u8]>, Labels>,
     generation_max: usize,
 }
 
@@ -412,18 +411,18 @@ impl SeriesCache {
     /// The label set encoded as `raw` (a [`RawSeries::labels`]), built and remembered on
     /// first sight. Keys are the bytes themselves: a hash match is confirmed by comparing
     /// them.
-    pub fn resolve(&mut self, raw: &[u8]) -> Result<Arc<Labels>, RemoteWriteError> {
+    pub fn resolve(&mut self, raw: &[u8]) -> Result<Labels, RemoteWriteError> {
         if let Some(labels) = self.current.get(raw) {
-            return Ok(Arc::clone(labels));
+            return Ok(labels.clone());
         }
         let (key, labels) = match self.previous.remove_entry(raw) {
             Some(entry) => entry,
-            None => (Box::from(raw), Arc::new(labels_of(raw)?)),
+            None => (Box::from(raw), labels_of(raw)?),
         };
         if self.current.len() >= self.generation_max {
             self.previous = std::mem::take(&mut self.current);
         }
-        self.current.insert(key, Arc::clone(&labels));
+        self.current.insert(key, labels.clone());
         Ok(labels)
     }
 

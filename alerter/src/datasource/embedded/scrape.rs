@@ -155,8 +155,9 @@ impl RawScrapeConfig {
     }
 }
 
-/// A sample to append: labels (shared with the target's series cache), time (ms), value.
-pub type Appendable = (Arc<Labels>, i64, f64);
+/// A sample to append: labels (a clone sharing the target's series cache's set), time (ms),
+/// value.
+pub type Appendable = (Labels, i64, f64);
 
 /// What one target remembers between scrapes: each series text it exposed (a line's
 /// `name{labels}` as written) with its final label set (exposed labels with the target's
@@ -179,14 +180,14 @@ pub struct TargetState {
     /// Series text → its slot in `series`, and the last read that saw the text.
     texts: HashMap<Box<str>, (usize, u64)>,
     /// Final label set → its slot (two texts may denote one series).
-    by_labels: HashMap<Arc<Labels>, usize>,
+    by_labels: HashMap<Labels, usize>,
     series: Vec<SeriesSlot>,
 }
 
 /// One series of a target.
 #[derive(Debug, Clone)]
 struct SeriesSlot {
-    labels: Arc<Labels>,
+    labels: Labels,
     /// The last read that exposed it.
     seen: u64,
     /// The last read that exposed it without a timestamp (only those get staleness markers,
@@ -221,7 +222,7 @@ const REPORT_METRICS: [&str; 3] = ["up", "scrape_duration_seconds", "scrape_samp
 fn report(target: &Labels, name: &str, ts: i64, v: f64) -> Appendable {
     let mut l = target.clone();
     l.set("__name__".into(), name.into());
-    (Arc::new(l), ts, v)
+    (l, ts, v)
 }
 
 /// Applies the target's labels; a conflicting exposed label is kept as `exported_<name>`
@@ -287,9 +288,8 @@ impl TargetState {
         let slot = match self.by_labels.get(&labels) {
             Some(slot) => *slot,
             None => {
-                let labels = Arc::new(labels);
                 self.series.push(SeriesSlot {
-                    labels: Arc::clone(&labels),
+                    labels: labels.clone(),
                     seen: 0,
                     tracked: 0,
                 });
@@ -321,7 +321,7 @@ impl TargetState {
             if t_ms.is_none() {
                 series.tracked = scraped.read;
             }
-            out.push((Arc::clone(&series.labels), t_ms.unwrap_or(ts), value));
+            out.push((series.labels.clone(), t_ms.unwrap_or(ts), value));
         }
         // Tracked by the previous successful scrape and not by this one: gone.
         if self.last_success != 0 {
@@ -329,7 +329,7 @@ impl TargetState {
                 self.series
                     .iter()
                     .filter(|s| s.tracked == self.last_success)
-                    .map(|s| (Arc::clone(&s.labels), ts, STALE_NAN)),
+                    .map(|s| (s.labels.clone(), ts, STALE_NAN)),
             );
         }
         self.last_success = scraped.read;
@@ -388,7 +388,7 @@ impl TargetState {
             self.series
                 .iter()
                 .filter(|s| s.tracked == last)
-                .map(|s| (Arc::clone(&s.labels), ts, STALE_NAN))
+                .map(|s| (s.labels.clone(), ts, STALE_NAN))
                 .collect()
         };
         self.forget();

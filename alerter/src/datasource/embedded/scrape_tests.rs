@@ -64,7 +64,7 @@ fn a_series_seen_before_reuses_its_labels_and_the_cache_follows_the_scrapes() {
     // Two texts of one series (labels reordered) and a repeated line: one sample each.
     let body = "a{x=\"1\"} 3\nb{} 4\nb 5\na{x=\"1\"} 6\n";
     let second = succeed(&mut st, body, 2, d);
-    assert!(Arc::ptr_eq(
+    assert!(Labels::same_allocation(
         &find(&first, "a")[0].0,
         &find(&second, "a")[0].0
     ));
