@@ -90,13 +90,19 @@ async fn run_in_dir(
         },
         hub,
     };
-    let report = harness::run(&cfg).await.unwrap_or_else(|e| {
-        panic!(
-            "{} seed {seed} did not run: {e}\nreplay: {}",
-            scenario.as_str(),
-            cfg.replay()
-        )
-    });
+    let report = match harness::run(&cfg).await {
+        Ok(report) => report,
+        Err(e) => {
+            // Keep the logs: why a run could not even start is a post-mortem too.
+            let kept = dir.keep();
+            panic!(
+                "{} seed {seed} did not run: {e}\nreplay: {}\nlogs: {}",
+                scenario.as_str(),
+                cfg.replay(),
+                kept.display()
+            )
+        }
+    };
     println!("{}", harness::report::table(std::slice::from_ref(&report)));
     (report, dir)
 }

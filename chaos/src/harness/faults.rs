@@ -26,8 +26,8 @@ const ELECTION_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a resumed worker may take to notice it lost its shards.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(15);
 /// After a blind window ends, how long until an evaluation surely reads fresh data again
-/// (a reconnect, a scrape at 200 ms, the next 1 s evaluation slot).
-const BLIND_MARGIN_MS: i64 = 1_500;
+/// (a reconnect, a scrape every 500 ms, the next 1 s evaluation slot).
+const BLIND_MARGIN_MS: i64 = 1_800;
 /// Polling period of the harness's own loops.
 const POLL: Duration = Duration::from_millis(100);
 

@@ -460,7 +460,7 @@ pub async fn fetch(
             .timeout(cfg.timeout)
             .send()
             .await
-            .map_err(|e| ScrapeError::Fetch(e.to_string()))?;
+            .map_err(|e| fetch_error(&e, cfg.timeout))?;
         if resp.status().as_u16() != 200 {
             return Err(ScrapeError::Status(resp.status().as_u16()));
         }
@@ -479,7 +479,7 @@ pub async fn fetch(
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| ScrapeError::Fetch(e.to_string()))?
+            .map_err(|e| fetch_error(&e, cfg.timeout))?
         {
             if body.len() + chunk.len() > cfg.body_size_limit {
                 return Err(ScrapeError::BodyTooLarge(cfg.body_size_limit));
@@ -497,6 +497,22 @@ pub async fn fetch(
             cfg.timeout
         ))),
     }
+}
+
+/// A transport error with its cause: reqwest's own text ("error sending request") hides
+/// whether the target refused, reset or was too slow.
+fn fetch_error(e: &reqwest::Error, timeout: Duration) -> ScrapeError {
+    if e.is_timeout() {
+        return ScrapeError::Fetch(format!("scrape timed out after {timeout:?}"));
+    }
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    ScrapeError::Fetch(message)
 }
 
 /// Fetches one target and reads its body into `state` (see [`TargetState::read`]).
