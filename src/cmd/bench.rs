@@ -79,6 +79,9 @@ pub struct StoreBenchArgs {
     /// proposers' concurrent proposals into `ProposeMany` calls.
     #[arg(long)]
     no_coalesce: bool,
+    /// Commands per second offered in the open-loop phase (default: half the measured peak).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// Runs a benchmark; exit code 0 on success.
@@ -190,7 +193,7 @@ fn cycle(shard: ShardId, epoch: Epoch, group: &GroupKey, eval_ms: i64, fp: u64) 
         op: ShardOp::EvalCycle {
             group: group.clone(),
             eval_ms,
-            updates: vec![AlertUpdate::Upsert(alert)],
+            updates: vec![AlertUpdate::Upsert(alert.into())],
         },
     }
 }
@@ -214,8 +217,14 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model()
     );
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "--rate must be a positive number of commands per second, got {rate}"
+        );
+    }
     println!(
-        "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {}{}",
+        "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {}{}{}",
         args.proposers,
         args.commands_per_proposal,
         args.seconds,
@@ -223,7 +232,10 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             " --no-coalesce"
         } else {
             ""
-        }
+        },
+        args.rate
+            .map(|r| format!(" --rate {r}"))
+            .unwrap_or_default()
     );
     let mut batch = BatchConfig::default();
     if let Some(n) = args.max_in_flight {
@@ -329,8 +341,8 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         steal_pct(jiffies_before, cpu_jiffies())
     );
 
-    // Phase 2: open loop at half the peak rate.
-    let rate = (peak / 2.0).max(1.0);
+    // Phase 2: open loop at the asked rate, or half the peak.
+    let rate = args.rate.unwrap_or((peak / 2.0).max(1.0));
     let jiffies_before = cpu_jiffies();
     let mut lat = open_loop(
         &client,
@@ -341,11 +353,16 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         args.no_coalesce,
     )
     .await;
-    println!("half_load_rate: {rate:.0} commands/s");
-    println!("half_load_p50_ms: {:.2} ms", lat.pct(0.50));
-    println!("half_load_p99_ms: {:.2} ms", lat.pct(0.99));
+    let phase = if args.rate.is_some() {
+        "open_loop"
+    } else {
+        "half_load"
+    };
+    println!("{phase}_rate: {rate:.0} commands/s");
+    println!("{phase}_p50_ms: {:.2} ms", lat.pct(0.50));
+    println!("{phase}_p99_ms: {:.2} ms", lat.pct(0.99));
     println!(
-        "half_load_cpu_steal: {}",
+        "{phase}_cpu_steal: {}",
         steal_pct(jiffies_before, cpu_jiffies())
     );
 

@@ -181,7 +181,7 @@ async fn one(
                 ("instance".to_string(), format!("i-{k}")),
             ]);
             let fp = Fingerprint(tocsin_state::model::stable_hash(&[&format!("i-{k}")]));
-            updates.push(AlertUpdate::Upsert(AlertInstance {
+            updates.push(AlertUpdate::Upsert(Arc::new(AlertInstance {
                 fingerprint: fp,
                 group: group.clone(),
                 rule: "BenchAlert".into(),
@@ -193,7 +193,7 @@ async fn one(
                 resolved_at_ms: None,
                 keep_firing_since_ms: None,
                 value: 1.0,
-            }));
+            })));
             k += 1;
         }
         let keys: Vec<String> = updates

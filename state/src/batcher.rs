@@ -186,7 +186,12 @@ async fn run(
         stats
             .commands
             .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
-        match raft.client_write_ff(Batch { commands }).await {
+        match raft
+            .client_write_ff(Batch {
+                commands: commands.into(),
+            })
+            .await
+        {
             Ok(responder) => {
                 tracker.spawn(async move {
                     let outcome = responder.await;

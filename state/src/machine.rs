@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +35,12 @@ pub struct Machine {
     workers: BTreeMap<WorkerId, WorkerInfo>,
     assignments: BTreeMap<ShardId, Assignment>,
     rules: RuleSet,
-    /// Eval shard index → (group, fingerprint) → instance.
-    alerts: BTreeMap<u16, BTreeMap<(GroupKey, Fingerprint), AlertInstance>>,
+    /// Eval shard index → group → fingerprint → instance. Nested, so an evaluation cycle
+    /// compares its group's strings once, not once per instance; encoded as the flat
+    /// `(group, fingerprint) → instance` map of each shard (see [`flat_alerts`]). Instances
+    /// are shared with the command that wrote them.
+    #[serde(with = "flat_alerts")]
+    alerts: BTreeMap<u16, ShardAlerts>,
     watermarks: BTreeMap<GroupKey, GroupWatermark>,
     outbox: BTreeMap<NotificationKey, OutboxStream>,
     notify_config: NotifyConfigRecord,
@@ -308,26 +313,45 @@ impl Machine {
                         ));
                     }
                 }
-                let wm = self.watermarks.entry(group.clone()).or_default();
-                if *eval_ms <= wm.last_eval_ms {
+                let last_eval_ms = self
+                    .watermarks
+                    .get(group)
+                    .map_or(GroupWatermark::default().last_eval_ms, |w| w.last_eval_ms);
+                if *eval_ms <= last_eval_ms {
                     return Err(CommandError::Conflict(format!(
-                        "evaluation at {eval_ms} is not after the watermark {} of {group}",
-                        wm.last_eval_ms
+                        "evaluation at {eval_ms} is not after the watermark {last_eval_ms} of {group}"
                     )));
                 }
-                wm.last_eval_ms = *eval_ms;
-                let alerts = self.alerts.entry(shard.index).or_default();
+                match self.watermarks.get_mut(group) {
+                    Some(wm) => wm.last_eval_ms = *eval_ms,
+                    None => {
+                        let wm = GroupWatermark {
+                            last_eval_ms: *eval_ms,
+                        };
+                        self.watermarks.insert(group.clone(), wm);
+                    }
+                }
+                let shard_alerts = self.alerts.entry(shard.index).or_default();
+                if !shard_alerts.contains_key(group) {
+                    shard_alerts.insert(group.clone(), BTreeMap::new());
+                }
+                let group_alerts = shard_alerts
+                    .get_mut(group)
+                    .expect("the group's map was just ensured");
                 for u in updates {
                     match u {
                         AlertUpdate::Upsert(a) => {
-                            alerts.insert((group.clone(), a.fingerprint), a.clone());
+                            group_alerts.insert(a.fingerprint, Arc::clone(a));
                         }
                         AlertUpdate::Remove(fp) => {
-                            alerts.remove(&(group.clone(), *fp));
+                            group_alerts.remove(fp);
                         }
                     }
                 }
-                if alerts.is_empty() {
+                if group_alerts.is_empty() {
+                    shard_alerts.remove(group);
+                }
+                if shard_alerts.is_empty() {
                     self.alerts.remove(&shard.index);
                 }
             }
@@ -366,8 +390,9 @@ impl Machine {
         let existing = self
             .alerts
             .get(&shard.index)
-            .and_then(|m| m.get(&(group.clone(), fp)))
-            .cloned();
+            .and_then(|m| m.get(&group))
+            .and_then(|m| m.get(&fp))
+            .map(|a| AlertInstance::clone(a));
         let next = match (existing, firing) {
             (Some(a), true) if a.state == AlertState::Firing => AlertInstance {
                 annotations: annotations.clone(),
@@ -398,7 +423,9 @@ impl Machine {
         self.alerts
             .entry(shard.index)
             .or_default()
-            .insert((group, fp), next);
+            .entry(group)
+            .or_default()
+            .insert(fp, Arc::new(next));
         Ok(())
     }
 
@@ -406,7 +433,9 @@ impl Machine {
     pub fn alert(&self, group: &GroupKey, fp: Fingerprint) -> Option<&AlertInstance> {
         self.alerts
             .get(&self.layout.eval_shard(group).index)?
-            .get(&(group.clone(), fp))
+            .get(group)?
+            .get(&fp)
+            .map(|a| &**a)
     }
 
     /// The notification config.
@@ -416,7 +445,11 @@ impl Machine {
 
     /// Every alert instance of every eval shard.
     pub fn alerts(&self) -> impl Iterator<Item = &AlertInstance> {
-        self.alerts.values().flat_map(|m| m.values())
+        self.alerts
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|m| m.values())
+            .map(|a| &**a)
     }
 
     /// The outbox streams.
@@ -457,7 +490,8 @@ impl Machine {
                     .filter(|(i, _)| {
                         shard.is_none_or(|s| s.kind == ShardKind::Eval && s.index == **i)
                     })
-                    .flat_map(|(_, m)| m.values().cloned())
+                    .flat_map(|(_, m)| m.values())
+                    .flat_map(|m| m.values().map(|a| AlertInstance::clone(a)))
                     .collect(),
             ),
             Query::Watermarks { shard } => QueryResult::Watermarks(
@@ -519,7 +553,10 @@ impl Machine {
             }
         }
         for (index, alerts) in &self.alerts {
-            for (group, fp) in alerts.keys() {
+            for (group, fp) in alerts
+                .iter()
+                .flat_map(|(g, m)| m.keys().map(move |fp| (g, fp)))
+            {
                 if self.layout.eval_shard(group).index != *index {
                     return Err(format!(
                         "alert {fp} of {group} stored under eval shard {index}"
@@ -791,6 +828,65 @@ pub fn meta_identity(labels: &BTreeMap<String, String>) -> (Fingerprint, GroupKe
     let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let parts: Vec<&str> = pairs.iter().map(String::as_str).collect();
     (Fingerprint(stable_hash(&parts)), meta_group())
+}
+
+/// One eval shard's alert instances: group → fingerprint → instance.
+type ShardAlerts = BTreeMap<GroupKey, BTreeMap<Fingerprint, Arc<AlertInstance>>>;
+
+/// Encodes the nested alert index as, per shard, the flat `(group, fingerprint) → instance`
+/// map it replaced: the same bytes in the same order, so snapshots written before still load.
+mod flat_alerts {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ShardAlerts;
+    use crate::model::{AlertInstance, Fingerprint, GroupKey};
+
+    struct Flat<'a>(&'a ShardAlerts);
+
+    impl Serialize for Flat<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let len = self.0.values().map(BTreeMap::len).sum();
+            let mut map = serializer.serialize_map(Some(len))?;
+            for (group, instances) in self.0 {
+                for (fp, instance) in instances {
+                    map.serialize_entry(&(group, fp), instance)?;
+                }
+            }
+            map.end()
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        alerts: &BTreeMap<u16, ShardAlerts>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(alerts.len()))?;
+        for (shard, groups) in alerts {
+            map.serialize_entry(shard, &Flat(groups))?;
+        }
+        map.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u16, ShardAlerts>, D::Error> {
+        type Flat = BTreeMap<(GroupKey, Fingerprint), Arc<AlertInstance>>;
+        let flat = BTreeMap::<u16, Flat>::deserialize(deserializer)?;
+        Ok(flat
+            .into_iter()
+            .map(|(shard, instances)| {
+                let mut groups = ShardAlerts::new();
+                for ((group, fp), instance) in instances {
+                    groups.entry(group).or_default().insert(fp, instance);
+                }
+                (shard, groups)
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

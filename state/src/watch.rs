@@ -22,7 +22,7 @@ pub struct WatchEvent {
     /// Log index of the entry.
     pub index: u64,
     /// Commands of the entry that were applied (refused ones omitted).
-    pub changes: Arc<Vec<Change>>,
+    pub changes: Arc<[Change]>,
 }
 
 /// Why a watch cannot continue.
@@ -63,16 +63,13 @@ impl WatchHub {
     }
 
     /// Records an applied entry. Indexes must be increasing.
-    pub fn push(&self, index: u64, changes: Vec<Change>) {
+    pub fn push(&self, index: u64, changes: Arc<[Change]>) {
         {
             let mut ring = self.ring.lock().expect("watch ring poisoned");
             if let Some(last) = ring.events.back() {
                 debug_assert!(index > last.index, "watch indexes must increase");
             }
-            ring.events.push_back(WatchEvent {
-                index,
-                changes: Arc::new(changes),
-            });
+            ring.events.push_back(WatchEvent { index, changes });
             while ring.events.len() > WATCH_RETAINED_ENTRIES {
                 if let Some(dropped) = ring.events.pop_front() {
                     ring.floor = dropped.index + 1;
@@ -127,7 +124,7 @@ mod tests {
     fn reads_from_an_index_and_reports_compaction() {
         let hub = WatchHub::new();
         for i in 1..=5 {
-            hub.push(i, vec![]);
+            hub.push(i, Arc::from([]));
         }
         let got: Vec<u64> = hub.read_from(3).unwrap().iter().map(|e| e.index).collect();
         assert_eq!(got, vec![3, 4, 5]);
@@ -141,7 +138,7 @@ mod tests {
             })
         );
         assert!(hub.read_from(11).unwrap().is_empty());
-        hub.push(11, vec![]);
+        hub.push(11, Arc::from([]));
         assert_eq!(hub.read_from(11).unwrap().len(), 1);
     }
 }

@@ -32,7 +32,7 @@ pub fn to_update(key: &GroupKey, group: &RuleGroup, t: &Transition) -> AlertUpda
         return AlertUpdate::Remove(Fingerprint(t.fingerprint));
     }
     let a = &t.alert;
-    AlertUpdate::Upsert(AlertInstance {
+    AlertUpdate::Upsert(std::sync::Arc::new(AlertInstance {
         fingerprint: Fingerprint(t.fingerprint),
         group: key.clone(),
         rule: group
@@ -51,7 +51,7 @@ pub fn to_update(key: &GroupKey, group: &RuleGroup, t: &Transition) -> AlertUpda
         resolved_at_ms: a.resolved_at_ms,
         keep_firing_since_ms: a.keep_firing_since_ms,
         value: a.value,
-    })
+    }))
 }
 
 /// The committed instances of `group`, each with the index of its alerting rule, ready for

@@ -90,7 +90,9 @@ fn stale_epoch_is_refused_and_changes_nothing() {
             3,
             &g,
             10,
-            vec![AlertUpdate::Upsert(alert(&g, 1, AlertState::Pending))],
+            vec![AlertUpdate::Upsert(
+                alert(&g, 1, AlertState::Pending).into(),
+            )],
         ),
     )
     .unwrap();
@@ -112,7 +114,7 @@ fn stale_epoch_is_refused_and_changes_nothing() {
                 3,
                 &g,
                 20,
-                vec![AlertUpdate::Upsert(alert(&g, 1, AlertState::Firing))],
+                vec![AlertUpdate::Upsert(alert(&g, 1, AlertState::Firing).into())],
             ),
         )
         .unwrap_err();
@@ -778,4 +780,74 @@ fn meta_alerts_fire_resolve_and_keep_their_start() {
         .unwrap_err();
     assert!(err.to_string().contains("reserved"), "{err}");
     m.validate().unwrap();
+}
+
+#[test]
+fn the_alert_index_encodes_as_the_flat_map_it_replaced() {
+    let (mut m, shard, g) = setup();
+    let other = group("db");
+    let other_shard = m.layout.eval_shard(&other);
+    m.apply(
+        4,
+        &Command::Assign {
+            shards: vec![(other_shard, Some(WorkerId::new("w2").unwrap()))],
+        },
+    )
+    .unwrap();
+    let epoch_of = |m: &Machine, s: ShardId| m.assignments[&s].epoch.0;
+    let mut index = 5;
+    for (s, grp) in [(shard, &g), (other_shard, &other)] {
+        let updates = [3, 1, 2]
+            .map(|fp| AlertUpdate::Upsert(alert(grp, fp, AlertState::Firing).into()))
+            .to_vec();
+        m.apply(index, &cycle(s, epoch_of(&m, s), grp, 10, updates))
+            .unwrap();
+        index += 1;
+    }
+    m.apply(
+        index,
+        &cycle(
+            shard,
+            epoch_of(&m, shard),
+            &g,
+            20,
+            vec![AlertUpdate::Remove(Fingerprint(2))],
+        ),
+    )
+    .unwrap();
+
+    // The layout before: shard → (group, fingerprint) → instance.
+    let mut flat: BTreeMap<u16, BTreeMap<(GroupKey, Fingerprint), AlertInstance>> = BTreeMap::new();
+    for a in m.alerts() {
+        flat.entry(m.layout.eval_shard(&a.group).index)
+            .or_default()
+            .insert((a.group.clone(), a.fingerprint), a.clone());
+    }
+    assert_eq!(flat.values().map(BTreeMap::len).sum::<usize>(), 5);
+    struct Nested<'a>(&'a BTreeMap<u16, ShardAlerts>);
+    impl Serialize for Nested<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            flat_alerts::serialize(self.0, s)
+        }
+    }
+    let bytes = tocsin_proto::codec::encode(&Nested(&m.alerts));
+    assert_eq!(bytes, tocsin_proto::codec::encode(&flat));
+
+    // And a whole machine round-trips through its encoding.
+    let encoded = tocsin_proto::codec::encode(&m);
+    let decoded: Machine = tocsin_proto::codec::decode_state("machine", &encoded).unwrap();
+    assert_eq!(decoded, m);
+    assert_eq!(decoded.digest(), m.digest());
+}
+
+#[test]
+fn a_cycle_refused_by_its_watermark_leaves_no_watermark_behind() {
+    let (mut m, shard, g) = setup();
+    let before = m.clone();
+    assert!(matches!(
+        m.apply(4, &cycle(shard, 3, &g, 0, vec![])),
+        Err(CommandError::Conflict(_))
+    ));
+    m.stats = before.stats.clone();
+    assert_eq!(m, before);
 }

@@ -1,6 +1,7 @@
 //! Commands (the only way state changes), their results, queries and watch changes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -102,8 +103,8 @@ pub enum ShardOp {
 /// One alert transition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AlertUpdate {
-    /// Insert or replace the instance.
-    Upsert(AlertInstance),
+    /// Insert or replace the instance (shared: the state machine keeps this very instance).
+    Upsert(Arc<AlertInstance>),
     /// Forget the instance (a resolved alert whose resolve was handed to notification).
     Remove(Fingerprint),
 }

@@ -14,6 +14,7 @@ pub mod sm_store;
 pub mod timing;
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,10 +33,22 @@ openraft::declare_raft_types!(
 );
 
 /// The application payload of one Raft entry: commands coalesced from many proposers.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Shared (`Arc`): openraft clones entries on every replication read, and the state machine
+/// hands the same commands to the watch hub; none of them copies the commands. The encoding
+/// is a plain sequence, as a `Vec` would be.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     /// Commands in proposal order.
-    pub commands: Vec<Command>,
+    pub commands: Arc<[Command]>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            commands: Arc::from([]),
+        }
+    }
 }
 
 /// The response to one entry: `results[i]` answers `commands[i]`.

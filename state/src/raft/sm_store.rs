@@ -17,7 +17,7 @@ use tocsin_proto::codec;
 
 use super::{Batch, BatchResult, Entry, LogId, StorageError, StoredMembership, TypeConfig, io_err};
 use crate::machine::Machine;
-use crate::model::{NodeId, NodeInfo, Query, QueryResult};
+use crate::model::{Change, NodeId, NodeInfo, Query, QueryResult};
 use crate::watch::WatchHub;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -211,7 +211,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         for entry in entries {
             let index = entry.log_id.index;
             state.last_applied = Some(entry.log_id);
-            let mut changes = Vec::new();
+            let mut changes: Arc<[Change]> = Arc::from([]);
             let result = match entry.payload {
                 EntryPayload::Blank => BatchResult::default(),
                 EntryPayload::Membership(m) => {
@@ -219,14 +219,21 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                     BatchResult::default()
                 }
                 EntryPayload::Normal(Batch { commands }) => {
-                    let mut results = Vec::with_capacity(commands.len());
-                    for command in commands {
-                        let r = state.machine.apply(index, &command);
-                        if r.is_ok() {
-                            changes.push(command);
-                        }
-                        results.push(r);
-                    }
+                    let results: Vec<_> = commands
+                        .iter()
+                        .map(|command| state.machine.apply(index, command))
+                        .collect();
+                    // Watchers see the applied commands: usually all of them, shared as is.
+                    changes = if results.iter().all(Result::is_ok) {
+                        commands
+                    } else {
+                        commands
+                            .iter()
+                            .zip(&results)
+                            .filter(|(_, r)| r.is_ok())
+                            .map(|(c, _)| c.clone())
+                            .collect()
+                    };
                     BatchResult { results }
                 }
             };
