@@ -40,6 +40,11 @@ pub struct E2eBenchArgs {
     /// Alert transitions per evaluation-cycle commit.
     #[arg(long, default_value_t = 100)]
     per_commit: usize,
+    /// Firing transitions per second the producer offers (paced commits); without it the
+    /// producer commits as fast as its commits return, which measures the most the pipeline
+    /// takes, and its latency includes the backlog it builds.
+    #[arg(long)]
+    alerts_rate: Option<f64>,
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_s: u64,
@@ -75,6 +80,12 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 /// Runs the benchmark.
 pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.per_commit > 0, "--per-commit must be positive");
+    if let Some(rate) = args.alerts_rate {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "--alerts-rate must be a positive number of transitions per second, got {rate}"
+        );
+    }
     anyhow::ensure!(
         !args.alerts.0.is_empty() || !args.rules.rules.0.is_empty(),
         "nothing to run: both --alerts and --rules are empty"
@@ -85,9 +96,12 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         super::bench::cpu_model()
     );
     println!(
-        "# rerun: tocsin bench e2e --alerts {} --per-commit {}{} {}",
+        "# rerun: tocsin bench e2e --alerts {} --per-commit {}{}{} {}",
         args.alerts,
         args.per_commit,
+        args.alerts_rate
+            .map(|r| format!(" --alerts-rate {r}"))
+            .unwrap_or_default(),
         if args.two_commit_claims {
             " --two-commit-claims"
         } else {
@@ -103,7 +117,14 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         );
     }
     for n in &args.alerts.0 {
-        one(*n, args.per_commit, !args.two_commit_claims, timeout).await?;
+        one(
+            *n,
+            args.per_commit,
+            args.alerts_rate,
+            !args.two_commit_claims,
+            timeout,
+        )
+        .await?;
     }
     super::bench_rules::run(&args.rules, timeout).await
 }
@@ -111,6 +132,7 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
 async fn one(
     n: usize,
     per_commit: usize,
+    rate: Option<f64>,
     claim_on_enqueue: bool,
     timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -169,6 +191,11 @@ async fn one(
     let mut k = 0usize;
     let mut commit = 0usize;
     while k < n {
+        if let Some(rate) = rate {
+            // Paced: the commit carrying transition k goes at k / rate.
+            let at = start + Duration::from_secs_f64(k as f64 / rate);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        }
         let group = GroupKey {
             namespace: "bench".into(),
             name: format!("g{commit}"),
@@ -275,8 +302,10 @@ async fn one(
         n as f64 / last_arrival.max(1e-3)
     );
     println!(
-        "alerts_{n}_commit_rate: {:.0} firing transitions/s (the producer; throughput cannot exceed it)",
-        n as f64 / committed_s.max(1e-3)
+        "alerts_{n}_commit_rate: {:.0} firing transitions/s (the producer{}; throughput cannot exceed it)",
+        n as f64 / committed_s.max(1e-3),
+        rate.map(|r| format!(", paced at {r}/s"))
+            .unwrap_or_default()
     );
     println!(
         "alerts_{n}_latency_p50: {:.1} ms (firing committed -> sink arrival)",
