@@ -107,6 +107,19 @@ impl From<QueryError> for DatasourceError {
     }
 }
 
+/// An error's text followed by its causes (`a: b: c`). reqwest's own text ("error sending
+/// request for url ...") hides whether the peer refused, reset or was too slow.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +138,17 @@ mod tests {
         ));
         let store = QueryError::Store(crate::promql::StoreError::Backend("disk".into()));
         assert!(DatasourceError::from(store).is_retryable());
+    }
+
+    #[test]
+    fn an_error_is_shown_with_its_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        assert_eq!(with_causes(&e), "error sending request: connection refused");
     }
 }

@@ -225,14 +225,7 @@ fn too_large(max: usize) -> DatasourceError {
 }
 
 fn transport_error(e: &reqwest::Error, timeout: Duration) -> DatasourceError {
-    // reqwest's Display hides the cause (for example "connection refused"); include the chain.
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
+    let message = super::error::with_causes(e);
     if e.is_timeout() {
         DatasourceError::Timeout { timeout, message }
     } else {

@@ -499,20 +499,12 @@ pub async fn fetch(
     }
 }
 
-/// A transport error with its cause: reqwest's own text ("error sending request") hides
-/// whether the target refused, reset or was too slow.
+/// A transport error, with its cause.
 fn fetch_error(e: &reqwest::Error, timeout: Duration) -> ScrapeError {
     if e.is_timeout() {
         return ScrapeError::Fetch(format!("scrape timed out after {timeout:?}"));
     }
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    ScrapeError::Fetch(message)
+    ScrapeError::Fetch(crate::datasource::error::with_causes(e))
 }
 
 /// Fetches one target and reads its body into `state` (see [`TargetState::read`]).
