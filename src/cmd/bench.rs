@@ -206,6 +206,12 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         args.proposers > 0 && args.commands_per_proposal > 0,
         "--proposers and --commands-per-proposal must be positive"
     );
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "--rate must be a positive number of commands per second, got {rate}"
+        );
+    }
     let tmp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     println!(
@@ -217,12 +223,6 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model()
     );
-    if let Some(rate) = args.rate {
-        anyhow::ensure!(
-            rate.is_finite() && rate > 0.0,
-            "--rate must be a positive number of commands per second, got {rate}"
-        );
-    }
     println!(
         "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {}{}{}",
         args.proposers,
