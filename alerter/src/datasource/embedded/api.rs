@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use promql_parser::label::{MatchOp, Matcher};
@@ -19,27 +19,32 @@ use super::super::wire;
 use super::{EmbeddedStore, now_ms};
 use crate::datasource::{Datasource, DatasourceError, InstantQuery, QueryOutput, RangeQuery};
 
-/// Request parameters from the query string and, for POST, the form body.
+/// Request parameters from the query string and, for a form POST, the body (an extractor:
+/// the handler's last argument).
 struct Params(Vec<(String, String)>);
 
-impl Params {
-    fn from_request(
-        method: &Method,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        body: &[u8],
-    ) -> Self {
-        let mut pairs = query.map(form_decode).unwrap_or_default();
-        let is_form = headers
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let mut pairs = req.uri().query().map(form_decode).unwrap_or_default();
+        let is_form = req
+            .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if method == Method::POST && is_form {
-            pairs.extend(form_decode(&String::from_utf8_lossy(body)));
+        let post_form = req.method() == Method::POST && is_form;
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if post_form {
+            pairs.extend(form_decode(&String::from_utf8_lossy(&body)));
         }
-        Self(pairs)
+        Ok(Self(pairs))
     }
+}
 
+impl Params {
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -220,14 +225,7 @@ fn instant_query(
     })
 }
 
-async fn query(
-    State(svc): Svc,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &headers, q.as_deref(), &body);
+async fn query(State(svc): Svc, p: Params) -> Response {
     let run = async {
         let expr = p
             .get("query")
@@ -248,14 +246,7 @@ pub const BATCH_QUERIES_MAX: usize = 1_000;
 /// answered as `{"status":"success","data":[answer, …]}` where each answer is what
 /// `/api/v1/query` would have answered (success or error object), in order. A worker asks a
 /// rule group's expressions in one round trip instead of one each.
-async fn query_batch(
-    State(svc): Svc,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &headers, q.as_deref(), &body);
+async fn query_batch(State(svc): Svc, p: Params) -> Response {
     let run = async {
         let exprs: Vec<&str> = p.all_values("query").collect();
         if exprs.is_empty() {
@@ -294,14 +285,7 @@ async fn query_batch(
     }
 }
 
-async fn query_range(
-    State(svc): Svc,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &headers, q.as_deref(), &body);
+async fn query_range(State(svc): Svc, p: Params) -> Response {
     let run = async {
         let expr = p
             .get("query")
@@ -336,14 +320,7 @@ async fn query_range(
     }
 }
 
-async fn series(
-    State(svc): Svc,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &headers, q.as_deref(), &body);
+async fn series(State(svc): Svc, p: Params) -> Response {
     let run = || -> Result<Response, DatasourceError> {
         let sets = matcher_sets(&p, true)?;
         let (start, end) = (
@@ -370,14 +347,7 @@ async fn series(
     run().unwrap_or_else(|e| error_response(&e))
 }
 
-async fn labels(
-    State(svc): Svc,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &headers, q.as_deref(), &body);
+async fn labels(State(svc): Svc, p: Params) -> Response {
     let run = || -> Result<Response, DatasourceError> {
         let sets = matcher_sets(&p, false)?;
         let (start, end) = (
@@ -394,12 +364,7 @@ async fn labels(
     run().unwrap_or_else(|e| error_response(&e))
 }
 
-async fn label_values(
-    State(svc): Svc,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let p = Params::from_request(&Method::GET, &HeaderMap::new(), q.as_deref(), &[]);
+async fn label_values(State(svc): Svc, Path(name): Path<String>, p: Params) -> Response {
     let run = || -> Result<Response, DatasourceError> {
         if !crate::promql::labels::is_valid_label_name(&name) {
             return Err(bad_data(format!("invalid label name: {name:?}")));
