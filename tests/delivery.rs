@@ -416,10 +416,9 @@ async fn silences_mute_and_acks_stop_repeats() {
         .map(|(z, n)| {
             WorkerProc::new(dir.path(), &format!("w-{z}"), z, &nodes, None)
                 .arg(format!("--datasource=http://{}", n.http))
-                .arg(format!(
-                    "--metrics-listen=127.0.0.1:{}",
-                    support::free_port()
-                ))
+                // Port 0: the worker binds and logs the port the OS picked, so no other
+                // process can take it between a probe and the bind.
+                .arg("--metrics-listen=127.0.0.1:0".to_string())
         })
         .collect();
     for w in &mut workers {
@@ -555,7 +554,7 @@ async fn silences_mute_and_acks_stop_repeats() {
             .split("worker metrics listening addr=")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
-            .expect("the worker logs its metrics address")
+            .unwrap_or_else(|| panic!("{} did not log its metrics address; its log:\n{log}", w.id))
             .to_string();
         let text = support::http_client()
             .get(format!("http://{addr}/metrics"))

@@ -255,6 +255,9 @@ pub async fn run(args: WorkerArgs) -> i32 {
                 return EXIT_USAGE;
             }
         };
+        // The bound address, not the requested one: `--metrics-listen=127.0.0.1:0` lets the OS
+        // pick the port and the log says which.
+        let addr = listener.local_addr().unwrap_or(addr);
         let app = metrics.router();
         let stop = cancel.clone();
         tracker.spawn(async move {

@@ -19,13 +19,12 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tocsin"))
 }
 
-/// A loopback port that was free a moment ago (the OS picks it).
+/// A loopback port that was free a moment ago, for a process that must be told its address
+/// before it starts; from below the ephemeral range, so no connection takes it meanwhile
+/// (see `tocsin_chaos::harness::ports`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind :0")
-        .local_addr()
-        .expect("addr")
-        .port()
+    tocsin_chaos::harness::ports::reserve(std::net::Ipv4Addr::LOCALHOST.into())
+        .expect("a free loopback port")
 }
 
 /// Polls `cond` every 50 ms until it returns `Some`, or panics naming `what` after `timeout`.

@@ -70,15 +70,12 @@ pub struct Cluster {
 }
 
 fn free_addr() -> Result<String, HarnessError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| HarnessError::Bind {
-        what: "a probe port",
+    let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let port = super::ports::reserve(ip).map_err(|source| HarnessError::Bind {
+        what: "a node port",
         source,
     })?;
-    let addr = l.local_addr().map_err(|source| HarnessError::Bind {
-        what: "a probe port",
-        source,
-    })?;
-    Ok(addr.to_string())
+    Ok(format!("{ip}:{port}"))
 }
 
 impl Cluster {

@@ -13,6 +13,8 @@
 //! - [`netns`]: the private hub namespace, one namespace per zone joined to it by veth
 //!   pairs, and the nftables partition switch (S4).
 //! - [`cluster_file`]: `cluster.json` (shared with `tocsin dev`) and `kill-zone`.
+//! - [`ports`]: loopback ports for processes told their address in advance, from outside
+//!   the ephemeral range.
 //! - [`proxy`]: an in-process TCP proxy with an off switch (the workers' datasource link).
 //! - [`workload`]: the seeded metric script, the exporter the nodes scrape, the rules and
 //!   the `alertmanager.yml`.
@@ -45,6 +47,7 @@ pub mod latency;
 pub mod netns;
 pub mod oracle;
 pub mod partition;
+pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod recorder;

@@ -68,13 +68,10 @@ impl RedisServer {
                 package: "redis-server",
             });
         }
-        let port = std::net::TcpListener::bind((ip, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(|source| HarnessError::Bind {
-                what: "a port for redis",
-                source,
-            })?
-            .port();
+        let port = super::ports::reserve(ip).map_err(|source| HarnessError::Bind {
+            what: "a port for redis",
+            source,
+        })?;
         let mut server = Self {
             addr: format!("{ip}:{port}"),
             dir: dir.to_path_buf(),
