@@ -1,18 +1,20 @@
 //! `/metrics`: Prometheus text exposition (prometheus-client). Raft and batcher figures are
-//! read at scrape time from their sources (a [`Collector`]); the fsync latency histogram is
-//! fed by the log store's observer.
+//! read at scrape time from their sources (a [`Collector`]); the write path's latency
+//! histograms (fsync, and each stage of `tocsin_state::probe`) are fed by the store's probe.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::collector::Collector;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tocsin_state::node::StoreNode;
-use tocsin_state::raft::log_store::FsyncObserver;
+use tocsin_state::probe::{Stage, StageObserver};
 
 use crate::balance::BalancerHandle;
 
@@ -21,31 +23,58 @@ use crate::balance::BalancerHandle;
 pub struct Metrics {
     registry: std::sync::Mutex<Registry>,
     fsync: Histogram,
+    stages: Family<StageLabels, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+/// 50 µs .. ~100 ms.
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+    ])
 }
 
 impl Metrics {
-    /// A registry with the fsync histogram registered.
+    /// A registry with the write-path histograms registered.
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("tocsin");
-        // 50 µs .. ~100 ms.
-        let fsync = Histogram::new([
-            0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
-        ]);
+        let fsync = latency_histogram();
         registry.register(
             "raft_log_write_seconds",
             "Durable (fsynced) Raft log writes",
             fsync.clone(),
         );
+        let stages = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "store_stage_seconds",
+            "Stages of the store's write path: call, batch_queue, raft_write, log_flush, append_entries, apply",
+            stages.clone(),
+        );
         Arc::new(Self {
             registry: std::sync::Mutex::new(registry),
             fsync,
+            stages,
         })
     }
 
-    /// An observer for the log store.
-    pub fn fsync_observer(self: &Arc<Self>) -> FsyncObserver {
+    /// The store's observer: the fsync histogram and one histogram per other stage.
+    pub fn store_observer(self: &Arc<Self>) -> StageObserver {
         let me = self.clone();
-        Arc::new(move |d| me.fsync.observe(d.as_secs_f64()))
+        Arc::new(move |stage, d| match stage {
+            Stage::LogFsync => me.fsync.observe(d.as_secs_f64()),
+            _ => me
+                .stages
+                .get_or_create(&StageLabels {
+                    stage: stage.name(),
+                })
+                .observe(d.as_secs_f64()),
+        })
     }
 
     /// Adds the store node's scrape-time collector.

@@ -14,8 +14,9 @@ use tocsin_state::model::{
     AlertInstance, AlertState, AlertUpdate, Command, Epoch, Fingerprint, GroupKey, QueryResult,
     ShardId, ShardLayout, ShardOp, WorkerId, WorkerInfo, ZoneId,
 };
+use tocsin_state::probe::Stage;
 use tocsin_state::raft::timing::RaftTiming;
-use tocsin_state::testing::TestCluster;
+use tocsin_state::testing::{NodeObservers, TestCluster};
 
 /// Benchmarks.
 #[derive(Subcommand, Debug)]
@@ -166,6 +167,68 @@ impl Lat {
     }
 }
 
+/// The store's write-path stage durations (`tocsin_state::probe`), per node, recorded while
+/// switched on: one phase's breakdown of where a commit's time goes.
+#[derive(Default)]
+struct StageSamples {
+    on: AtomicBool,
+    samples: std::sync::Mutex<BTreeMap<(Stage, u64), Vec<u32>>>,
+}
+
+impl StageSamples {
+    /// Each node's observer.
+    fn observers(self: &Arc<Self>) -> NodeObservers {
+        let me = self.clone();
+        Arc::new(move |node| {
+            let me = me.clone();
+            Arc::new(move |stage, d: Duration| {
+                if me.on.load(Ordering::Relaxed) {
+                    let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+                    me.samples
+                        .lock()
+                        .expect("stage samples lock")
+                        .entry((stage, node))
+                        .or_default()
+                        .push(us);
+                }
+            })
+        })
+    }
+
+    /// Starts a fresh recording.
+    fn start(&self) {
+        self.samples.lock().expect("stage samples lock").clear();
+        self.on.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops recording and prints each stage's percentiles, the leader's apart from the
+    /// followers'.
+    fn print(&self, phase: &str, leader: u64) {
+        self.on.store(false, Ordering::Relaxed);
+        let samples = std::mem::take(&mut *self.samples.lock().expect("stage samples lock"));
+        let mut merged: BTreeMap<(Stage, &str), Vec<u32>> = BTreeMap::new();
+        for ((stage, node), v) in samples {
+            let role = if node == leader {
+                "leader"
+            } else {
+                "followers"
+            };
+            merged.entry((stage, role)).or_default().extend(v);
+        }
+        for ((stage, role), v) in merged {
+            let n = v.len();
+            let mut lat = Lat(v);
+            println!(
+                "{phase}_stage_{}_{role}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({n} samples)",
+                stage.name(),
+                lat.pct(0.50),
+                lat.pct(0.99),
+                lat.pct(1.0),
+            );
+        }
+    }
+}
+
 fn cycle(shard: ShardId, epoch: Epoch, group: &GroupKey, eval_ms: i64, fp: u64) -> Command {
     let alert = AlertInstance {
         fingerprint: Fingerprint(fp),
@@ -250,7 +313,8 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         "# batching: max_in_flight {} entries, max_commands {} per entry",
         batch.max_in_flight, batch.max_commands
     );
-    let (cluster, leader) = start_cluster_with(dir, batch).await;
+    let stages = Arc::new(StageSamples::default());
+    let (cluster, leader) = start_cluster_with(dir, batch, Some(stages.observers())).await;
     let client = cluster.client();
 
     // One worker owns every eval shard; each proposer drives its own groups.
@@ -293,6 +357,7 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     let jiffies_before = cpu_jiffies();
     let calls_before = client.propose_stats().calls.load(Ordering::Relaxed);
     let proposals_before = client.propose_stats().proposals.load(Ordering::Relaxed);
+    stages.start();
     let (committed, lat, refused) = closed_loop(
         &client,
         &groups,
@@ -340,10 +405,12 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         "cpu_steal: {} of the machine's CPU time during the peak phase (another tenant's load; figures drop with it)",
         steal_pct(jiffies_before, cpu_jiffies())
     );
+    stages.print("peak", leader);
 
     // Phase 2: open loop at the asked rate, or half the peak.
     let rate = args.rate.unwrap_or((peak / 2.0).max(1.0));
     let jiffies_before = cpu_jiffies();
+    stages.start();
     let (mut lat, mut service) = open_loop(
         &client,
         &groups,
@@ -370,6 +437,7 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         "{phase}_cpu_steal: {}",
         steal_pct(jiffies_before, cpu_jiffies())
     );
+    stages.print(phase, leader);
 
     // Every replica must agree on what was committed.
     let (index, _) = client
@@ -571,12 +639,17 @@ pub(crate) fn cpu_model() -> String {
 /// The benchmarks' store: 3 in-process nodes on `dir` (redb + fsync, production Raft timing),
 /// once they have a leader (returned with it).
 pub(super) async fn start_cluster(dir: std::path::PathBuf) -> (TestCluster, u64) {
-    start_cluster_with(dir, BatchConfig::default()).await
+    start_cluster_with(dir, BatchConfig::default(), None).await
 }
 
 /// [`start_cluster`] with other batching limits.
-async fn start_cluster_with(dir: std::path::PathBuf, batch: BatchConfig) -> (TestCluster, u64) {
-    let cluster = TestCluster::start(dir, 3, RaftTiming::production(), batch).await;
+async fn start_cluster_with(
+    dir: std::path::PathBuf,
+    batch: BatchConfig,
+    observe: Option<NodeObservers>,
+) -> (TestCluster, u64) {
+    let cluster =
+        TestCluster::start_observed(dir, 3, RaftTiming::production(), batch, observe).await;
     let leader = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(20))
         .await;

@@ -101,7 +101,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         cluster_name: settings.cluster_name.clone(),
         timing: settings.timing.clone(),
         batch: settings.batch.clone(),
-        fsync_observer: Some(metrics.fsync_observer()),
+        observer: Some(metrics.store_observer()),
     };
     // Everything that can be checked is checked before a port is bound.
     if let Err(e) = store_config.validate() {

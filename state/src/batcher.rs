@@ -9,7 +9,7 @@
 //! be pipelined through openraft at once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::ClientWriteError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::model::{Command, CommandResult, NodeId, NodeInfo};
+use crate::probe::{Probe, Stage};
 use crate::raft::{Batch, Raft};
 
 /// Batching limits.
@@ -69,6 +70,8 @@ struct Proposal {
     commands: Vec<Command>,
     bytes: usize,
     reply: oneshot::Sender<Result<Committed, ProposeError>>,
+    /// When it reached the batcher (for [`Stage::BatchQueue`]).
+    arrived: Instant,
 }
 
 /// Entry-size statistics, for `/metrics`.
@@ -85,21 +88,32 @@ pub struct BatchStats {
 pub struct Proposer {
     tx: mpsc::Sender<Proposal>,
     stats: Arc<BatchStats>,
+    probe: Probe,
 }
 
 impl Proposer {
-    /// Starts the batcher task on `tracker`; it stops when `cancel` fires.
+    /// Starts the batcher task on `tracker`; it stops when `cancel` fires. Queueing and
+    /// write durations go to `probe`.
     pub fn start(
         raft: Raft,
         config: BatchConfig,
         cancel: CancellationToken,
         tracker: &TaskTracker,
+        probe: Probe,
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let stats = Arc::new(BatchStats::default());
         let t2 = tracker.clone();
-        tracker.spawn(run(raft, config, rx, cancel, t2, stats.clone()));
-        Self { tx, stats }
+        tracker.spawn(run(
+            raft,
+            config,
+            rx,
+            cancel,
+            t2,
+            stats.clone(),
+            probe.clone(),
+        ));
+        Self { tx, stats, probe }
     }
 
     /// Proposes `commands` (committed together, in order, in one entry) and waits for commit.
@@ -111,6 +125,7 @@ impl Proposer {
                 commands,
                 bytes,
                 reply,
+                arrived: Instant::now(),
             })
             .await
             .map_err(|_| ProposeError::ShuttingDown)?;
@@ -121,6 +136,11 @@ impl Proposer {
     pub fn stats(&self) -> &BatchStats {
         &self.stats
     }
+
+    /// The node's write-path probe.
+    pub fn probe(&self) -> &Probe {
+        &self.probe
+    }
 }
 
 async fn run(
@@ -130,6 +150,7 @@ async fn run(
     cancel: CancellationToken,
     tracker: TaskTracker,
     stats: Arc<BatchStats>,
+    probe: Probe,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let mut carry: Option<Proposal> = None;
@@ -176,7 +197,9 @@ async fn run(
         }
         let mut commands = Vec::with_capacity(count);
         let mut replies = Vec::with_capacity(group.len());
+        let submitted = Instant::now();
         for p in group {
+            probe.observe(Stage::BatchQueue, submitted.duration_since(p.arrived));
             replies.push((p.commands.len(), p.reply));
             commands.extend(p.commands);
         }
@@ -193,8 +216,10 @@ async fn run(
             .await
         {
             Ok(responder) => {
+                let probe = probe.clone();
                 tracker.spawn(async move {
                     let outcome = responder.await;
+                    probe.since(Stage::RaftWrite, submitted);
                     drop(permit);
                     deliver(outcome, replies);
                 });

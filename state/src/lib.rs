@@ -9,6 +9,7 @@
 //! - [`audit`]: an independent check of the fencing invariant over applied commands.
 //! - [`batcher`]: group commit of concurrent proposals into one Raft entry.
 //! - [`service`]: the gRPC services (Raft transport, store API).
+//! - [`probe`]: the write path's stages and their durations (metrics, `bench store`).
 //! - [`node`]: assembles a store node: data dir identity, storage, Raft, batcher, services.
 //! - [`client`]: the store client used by workers, the CLI and other nodes: leader discovery,
 //!   redirects, retries, deadlines.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod machine;
 pub mod model;
 pub mod node;
+pub mod probe;
 pub mod raft;
 pub mod service;
 pub mod watch;

@@ -16,8 +16,9 @@ use tracing::{error, info};
 use crate::batcher::{BatchConfig, Proposer};
 use crate::error::StateError;
 use crate::model::{NodeId, NodeInfo, ZoneId};
+use crate::probe::{Probe, StageObserver};
 use crate::raft::Raft;
-use crate::raft::log_store::{FsyncObserver, LogStore};
+use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, NetworkFaults};
 use crate::raft::sm_store::{SmReader, SmStore};
 use crate::raft::timing::RaftTiming;
@@ -44,8 +45,8 @@ pub struct StoreConfig {
     pub timing: RaftTiming,
     /// Proposal batching.
     pub batch: BatchConfig,
-    /// Called with the duration of every durable log write.
-    pub fsync_observer: Option<FsyncObserver>,
+    /// Receives the write path's stage durations (see [`crate::probe`]).
+    pub observer: Option<StageObserver>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -192,9 +193,9 @@ impl StoreNode {
         let fresh = prepare_data_dir(&config)?;
         let raft_dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir).map_err(|e| dir_err(&raft_dir, e))?;
-        let log = LogStore::open(&raft_dir, config.fsync_observer.clone())
-            .map_err(StateError::Storage)?;
-        let sm = SmStore::open(&raft_dir).map_err(StateError::Storage)?;
+        let probe = Probe::new(config.observer.clone());
+        let log = LogStore::open(&raft_dir, probe.clone()).map_err(StateError::Storage)?;
+        let sm = SmStore::open(&raft_dir, probe.clone()).map_err(StateError::Storage)?;
         let reader = sm.reader();
         let raft_config =
             config
@@ -204,11 +205,17 @@ impl StoreNode {
                     field: "raft timing".into(),
                     reason: e,
                 })?;
-        let network = Network::new(config.id, faults.clone());
+        let network = Network::new(config.id, faults.clone(), probe.clone());
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StateError::Raft(e.to_string()))?;
-        let proposer = Proposer::start(raft.clone(), config.batch.clone(), cancel.clone(), tracker);
+        let proposer = Proposer::start(
+            raft.clone(),
+            config.batch.clone(),
+            cancel.clone(),
+            tracker,
+            probe,
+        );
 
         let raft_svc = RaftServer::new(RaftService::new(raft.clone()))
             .max_decoding_message_size(MAX_ENCODED_BYTES)

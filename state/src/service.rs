@@ -4,7 +4,7 @@
 //! domain error leaves through [`ServiceError`] (proto's one `Status` map).
 
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::batcher::{ProposeError, Proposer};
 use crate::model::{ClusterInfo, Command, MemberInfo, NodeId, NodeInfo, Query};
+use crate::probe::Stage;
 use crate::raft::Raft;
 use crate::raft::sm_store::SmReader;
 use crate::watch::WatchError;
@@ -265,8 +266,10 @@ impl store_server::Store for StoreService {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeReply>, Status> {
+        let arrived = Instant::now();
         let commands = decode_proposal("commands", &request.into_inner().commands)?;
         let (index, results) = self.commit(commands).await?;
+        self.proposer.probe().since(Stage::Call, arrived);
         Ok(Response::new(ProposeReply {
             log_index: index,
             results: codec::encode(&results),
@@ -277,6 +280,7 @@ impl store_server::Store for StoreService {
         &self,
         request: Request<ProposeManyRequest>,
     ) -> Result<Response<ProposeManyReply>, Status> {
+        let arrived = Instant::now();
         let proposals = request.into_inner().proposals;
         if proposals.is_empty() || proposals.len() > MAX_PROPOSALS_PER_CALL {
             return Err(ServiceError::invalid(
@@ -296,6 +300,7 @@ impl store_server::Store for StoreService {
             .collect::<Result<Vec<_>, _>>()?;
         // Polled in order, so the proposals enter the batcher's queue in request order.
         let outcomes = futures::future::join_all(decoded.into_iter().map(|c| self.commit(c))).await;
+        self.proposer.probe().since(Stage::Call, arrived);
         if let Some(Err(first)) = outcomes.first()
             && outcomes.iter().all(Result::is_err)
         {

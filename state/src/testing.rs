@@ -14,6 +14,7 @@ use crate::batcher::BatchConfig;
 use crate::client::StoreClient;
 use crate::model::{NodeId, NodeInfo, Query, QueryResult};
 use crate::node::{StoreConfig, StoreNode};
+use crate::probe::StageObserver;
 use crate::raft::network::NetworkFaults;
 use crate::raft::timing::RaftTiming;
 
@@ -48,7 +49,11 @@ pub struct TestCluster {
     running: BTreeMap<NodeId, Running>,
     timing: RaftTiming,
     batch: BatchConfig,
+    observe: Option<NodeObservers>,
 }
+
+/// Gives each node (by id) its stage observer.
+pub type NodeObservers = Arc<dyn Fn(NodeId) -> StageObserver + Send + Sync>;
 
 impl std::fmt::Debug for TestCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +66,18 @@ impl std::fmt::Debug for TestCluster {
 impl TestCluster {
     /// Starts `n` nodes under `dir` with `timing`.
     pub async fn start(dir: PathBuf, n: u64, timing: RaftTiming, batch: BatchConfig) -> Self {
+        Self::start_observed(dir, n, timing, batch, None).await
+    }
+
+    /// Like [`Self::start`], each node reporting its write-path stages to the observer
+    /// `observe` gives it.
+    pub async fn start_observed(
+        dir: PathBuf,
+        n: u64,
+        timing: RaftTiming,
+        batch: BatchConfig,
+        observe: Option<NodeObservers>,
+    ) -> Self {
         let mut listeners = BTreeMap::new();
         let mut peers = BTreeMap::new();
         for id in 1..=n {
@@ -83,6 +100,7 @@ impl TestCluster {
             running: BTreeMap::new(),
             timing,
             batch,
+            observe,
         };
         for (id, l) in listeners {
             c.start_node(id, l).await;
@@ -98,7 +116,7 @@ impl TestCluster {
             cluster_name: "test".into(),
             timing: self.timing.clone(),
             batch: self.batch.clone(),
-            fsync_observer: None,
+            observer: self.observe.as_ref().map(|o| o(id)),
         };
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -383,7 +383,7 @@ async fn a_data_dir_of_another_cluster_is_refused() {
         cluster_name: "test".into(),
         timing: RaftTiming::test(),
         batch: BatchConfig::default(),
-        fsync_observer: None,
+        observer: None,
     };
     let tracker = tokio_util::task::TaskTracker::new();
     let err = tocsin_state::node::StoreNode::start(
@@ -632,4 +632,57 @@ async fn a_bad_proposal_fails_its_whole_call_and_changes_nothing() {
         ServiceError::NotLeader { leader: Some(hint) } => assert_eq!(hint.grpc, c.addr(leader)),
         other => panic!("{other:?}"),
     }
+}
+
+/// Every stage of the write path reports its duration: a proposal's call, queueing and Raft
+/// write and the AppendEntries calls on the leader, log flush, fsync and apply on every
+/// replica (what `/metrics` and `tocsin bench store` break a commit's latency into).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_path_stage_is_observed_where_it_happens() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+    use tocsin_state::probe::Stage;
+    init_tracing();
+    let seen: Arc<Mutex<BTreeSet<(Stage, u64)>>> = Arc::default();
+    let observers = {
+        let seen = seen.clone();
+        Arc::new(move |node: u64| {
+            let seen = seen.clone();
+            Arc::new(move |stage: Stage, _d: Duration| {
+                seen.lock().unwrap().insert((stage, node));
+            }) as tocsin_state::probe::StageObserver
+        }) as tocsin_state::testing::NodeObservers
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = TestCluster::start_observed(
+        dir.path().to_path_buf(),
+        3,
+        RaftTiming::test(),
+        BatchConfig::default(),
+        Some(observers),
+    )
+    .await;
+    let leader = c.wait_leader(&ALL, LONG).await;
+    let client = c.client();
+    let (index, _) = client.propose(vec![register("w1", "z1")]).await.unwrap();
+    c.wait_applied(&ALL, index, LONG).await;
+    let expected: BTreeSet<(Stage, u64)> = [Stage::Call, Stage::BatchQueue, Stage::RaftWrite]
+        .into_iter()
+        .map(|s| (s, leader))
+        .chain([(Stage::AppendEntries, leader)])
+        .chain(
+            ALL.iter()
+                .flat_map(|&n| [Stage::LogFlush, Stage::LogFsync, Stage::Apply].map(|s| (s, n))),
+        )
+        .collect();
+    wait_until(LONG, "every stage observed", || {
+        seen.lock().unwrap().is_superset(&expected)
+    })
+    .await;
+    assert_eq!(
+        expected.iter().map(|&(s, _)| s).collect::<BTreeSet<_>>(),
+        Stage::ALL.into_iter().collect::<BTreeSet<_>>(),
+        "the expectation covers every stage"
+    );
+    c.shutdown().await;
 }

@@ -3,6 +3,7 @@
 
 use openraft::testing::{StoreBuilder, Suite};
 use tempfile::TempDir;
+use tocsin_state::probe::Probe;
 use tocsin_state::raft::TypeConfig;
 use tocsin_state::raft::log_store::{LogStore, TailLimits};
 use tocsin_state::raft::sm_store::SmStore;
@@ -12,8 +13,9 @@ struct Builder(TailLimits);
 impl StoreBuilder<TypeConfig, LogStore, SmStore, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, SmStore), openraft::StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = LogStore::open_with(dir.path(), None, self.0).expect("open log store");
-        let sm = SmStore::open(dir.path()).expect("open state machine");
+        let log =
+            LogStore::open_with(dir.path(), Probe::default(), self.0).expect("open log store");
+        let sm = SmStore::open(dir.path(), Probe::default()).expect("open state machine");
         Ok((dir, log, sm))
     }
 }

@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Entry, LogId, StorageError, TypeConfig, io_err};
 use crate::model::NodeId;
+use crate::probe::{Probe, Stage};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -106,10 +107,9 @@ enum Done {
 struct WriteReq {
     op: WriteOp,
     done: Done,
+    /// When it was queued (for [`Stage::LogFlush`]).
+    queued: std::time::Instant,
 }
-
-/// Observes the duration of every durable write (for an fsync latency histogram).
-pub type FsyncObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// The newest entries, readable before (and after) they are durable.
 struct Tail {
@@ -166,16 +166,13 @@ impl Debug for LogStore {
 impl LogStore {
     /// Opens (or creates) the log at `dir/raft-log.redb` and starts its I/O thread. The thread
     /// exits when the last handle is dropped.
-    pub fn open(dir: &Path, observer: Option<FsyncObserver>) -> Result<Self, String> {
-        Self::open_with(dir, observer, TailLimits::default())
+    /// Durations go to `probe` ([`Stage::LogFlush`], [`Stage::LogFsync`]).
+    pub fn open(dir: &Path, probe: Probe) -> Result<Self, String> {
+        Self::open_with(dir, probe, TailLimits::default())
     }
 
     /// [`Self::open`] with other tail limits (tests: a tiny tail sends most reads to disk).
-    pub fn open_with(
-        dir: &Path,
-        observer: Option<FsyncObserver>,
-        limits: TailLimits,
-    ) -> Result<Self, String> {
+    pub fn open_with(dir: &Path, probe: Probe, limits: TailLimits) -> Result<Self, String> {
         let path = dir.join("raft-log.redb");
         // A node restarted inside the same process (tests) may find the previous instance's
         // tasks still holding the file lock for a moment; wait for them, boundedly.
@@ -215,7 +212,7 @@ impl LogStore {
         let thread_tail = tail.clone();
         std::thread::Builder::new()
             .name("raft-log-io".into())
-            .spawn(move || io_thread(&thread_db, &thread_tail, rx, durable, observer))
+            .spawn(move || io_thread(&thread_db, &thread_tail, rx, durable, &probe))
             .map_err(|e| format!("spawn log I/O thread: {e}"))?;
         Ok(Self { db, tail, writer })
     }
@@ -226,7 +223,11 @@ impl LogStore {
 
     async fn enqueue(&self, op: WriteOp, done: Done) -> Result<(), String> {
         self.writer
-            .send(WriteReq { op, done })
+            .send(WriteReq {
+                op,
+                done,
+                queued: std::time::Instant::now(),
+            })
             .await
             .map_err(|_| "log I/O thread has stopped".to_string())
     }
@@ -320,7 +321,7 @@ fn io_thread(
     tail: &Mutex<Tail>,
     mut rx: mpsc::Receiver<WriteReq>,
     mut durable: u64,
-    observer: Option<FsyncObserver>,
+    probe: &Probe,
 ) {
     let mut failed: Option<String> = None;
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -337,8 +338,8 @@ fn io_thread(
             None => {
                 let started = std::time::Instant::now();
                 let result = write_group(db, &group, &mut durable).map_err(|e| e.to_string());
-                if let Some(observe) = &observer {
-                    observe(started.elapsed());
+                if !hint_only(&group) {
+                    probe.since(Stage::LogFsync, started);
                 }
                 result
             }
@@ -362,6 +363,7 @@ fn io_thread(
                     let _ = tx.send(result.clone());
                 }
                 Done::Flushed(callback) => {
+                    probe.since(Stage::LogFlush, req.queued);
                     callback.log_io_completed(result.clone().map_err(std::io::Error::other));
                 }
                 Done::Nobody => {}
@@ -370,13 +372,17 @@ fn io_thread(
     }
 }
 
+/// Whether `group` holds only the committed index (written without fsync).
+fn hint_only(group: &[WriteReq]) -> bool {
+    group
+        .iter()
+        .all(|r| matches!(r.op, WriteOp::Meta(COMMITTED, _)))
+}
+
 /// Applies `group` in order in one transaction; `durable` follows the log's last index.
 fn write_group(db: &Database, group: &[WriteReq], durable: &mut u64) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
-    let hint_only = group
-        .iter()
-        .all(|r| matches!(r.op, WriteOp::Meta(COMMITTED, _)));
-    if hint_only {
+    if hint_only(group) {
         txn.set_durability(Durability::None)
             .map_err(|e| redb::Error::from(redb::StorageError::from(std::io::Error::other(e))))?;
     }

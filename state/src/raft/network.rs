@@ -28,6 +28,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::TypeConfig;
 use crate::model::{NodeId, NodeInfo};
+use crate::probe::{Probe, Stage};
 
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -81,12 +82,18 @@ impl NetworkFaults {
 pub struct Network {
     self_id: NodeId,
     faults: Arc<NetworkFaults>,
+    probe: Probe,
 }
 
 impl Network {
-    /// A network for node `self_id`, subject to `faults`.
-    pub fn new(self_id: NodeId, faults: Arc<NetworkFaults>) -> Self {
-        Self { self_id, faults }
+    /// A network for node `self_id`, subject to `faults`; AppendEntries durations go to
+    /// `probe`.
+    pub fn new(self_id: NodeId, faults: Arc<NetworkFaults>, probe: Probe) -> Self {
+        Self {
+            self_id,
+            faults,
+            probe,
+        }
     }
 }
 
@@ -116,6 +123,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client,
             faults: self.faults.clone(),
+            probe: self.probe.clone(),
         }
     }
 }
@@ -127,6 +135,7 @@ pub struct PeerClient {
     target: NodeId,
     client: Result<RaftClient<Channel>, String>,
     faults: Arc<NetworkFaults>,
+    probe: Probe,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +228,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        let started = std::time::Instant::now();
         // openraft 0.9 gives an AppendEntries one heartbeat interval, however many entries it
         // carries (up to `max_payload_entries`): a follower catching up on big entries would
         // time out on every try and never catch up. Past a byte budget, ask openraft for fewer
@@ -231,8 +241,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 PayloadTooLarge::new_entries_hint(hint as u64),
             ));
         }
-        self.call_encoded(RPCTypes::AppendEntries, data, option.hard_ttl())
-            .await
+        let result = self
+            .call_encoded(RPCTypes::AppendEntries, data, option.hard_ttl())
+            .await;
+        self.probe.since(Stage::AppendEntries, started);
+        result
     }
 
     async fn vote(

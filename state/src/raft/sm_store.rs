@@ -18,6 +18,7 @@ use tocsin_proto::codec;
 use super::{Batch, BatchResult, Entry, LogId, StorageError, StoredMembership, TypeConfig, io_err};
 use crate::machine::Machine;
 use crate::model::{Change, NodeId, NodeInfo, Query, QueryResult};
+use crate::probe::{Probe, Stage};
 use crate::watch::WatchHub;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -41,6 +42,7 @@ struct Shared {
     hub: WatchHub,
     dir: PathBuf,
     snapshot_seq: AtomicU64,
+    probe: Probe,
 }
 
 /// The openraft state machine (cheap to clone; clones share state).
@@ -84,8 +86,9 @@ impl SmReader {
 }
 
 impl SmStore {
-    /// Opens the state machine in `dir`, loading the latest snapshot if there is one.
-    pub fn open(dir: &Path) -> Result<Self, String> {
+    /// Opens the state machine in `dir`, loading the latest snapshot if there is one. Apply
+    /// durations go to `probe`.
+    pub fn open(dir: &Path, probe: Probe) -> Result<Self, String> {
         let mut state = SmState::default();
         let hub = WatchHub::new();
         let path = dir.join(SNAPSHOT_FILE);
@@ -106,6 +109,7 @@ impl SmStore {
                 hub,
                 dir: dir.to_path_buf(),
                 snapshot_seq: AtomicU64::new(0),
+                probe,
             }),
         })
     }
@@ -202,6 +206,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let started = std::time::Instant::now();
         let mut out = Vec::new();
         let mut state = self
             .shared
@@ -240,6 +245,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             self.shared.hub.push(index, changes);
             out.push(result);
         }
+        drop(state);
+        self.shared.probe.since(Stage::Apply, started);
         Ok(out)
     }
 
