@@ -170,7 +170,7 @@ impl Lat {
 /// The store's write-path stage durations (`tocsin_state::probe`), per node, recorded while
 /// switched on: one phase's breakdown of where a commit's time goes.
 #[derive(Default)]
-struct StageSamples {
+pub(super) struct StageSamples {
     on: AtomicBool,
     samples: std::sync::Mutex<BTreeMap<(Stage, u64), Vec<u32>>>,
 }
@@ -196,14 +196,14 @@ impl StageSamples {
     }
 
     /// Starts a fresh recording.
-    fn start(&self) {
+    pub(super) fn start(&self) {
         self.samples.lock().expect("stage samples lock").clear();
         self.on.store(true, Ordering::Relaxed);
     }
 
     /// Stops recording and prints each stage's percentiles, the leader's apart from the
     /// followers'.
-    fn print(&self, phase: &str, leader: u64) {
+    pub(super) fn print(&self, phase: &str, leader: u64) {
         self.on.store(false, Ordering::Relaxed);
         let samples = std::mem::take(&mut *self.samples.lock().expect("stage samples lock"));
         let mut merged: BTreeMap<(Stage, &str), Vec<u32>> = BTreeMap::new();
@@ -640,6 +640,16 @@ pub(crate) fn cpu_model() -> String {
 /// once they have a leader (returned with it).
 pub(super) async fn start_cluster(dir: std::path::PathBuf) -> (TestCluster, u64) {
     start_cluster_with(dir, BatchConfig::default(), None).await
+}
+
+/// [`start_cluster`], recording the write path's stages (see [`StageSamples`]).
+pub(super) async fn start_cluster_observed(
+    dir: std::path::PathBuf,
+) -> (TestCluster, u64, Arc<StageSamples>) {
+    let stages = Arc::new(StageSamples::default());
+    let (cluster, leader) =
+        start_cluster_with(dir, BatchConfig::default(), Some(stages.observers())).await;
+    (cluster, leader, stages)
 }
 
 /// [`start_cluster`] with other batching limits.

@@ -341,7 +341,8 @@ async fn one(plan: Plan) -> anyhow::Result<Report> {
         plan.jobs,
     );
     let tmp = tempfile::tempdir()?;
-    let (cluster, _) = super::bench::start_cluster(tmp.path().to_path_buf()).await;
+    let (cluster, leader, stages) =
+        super::bench::start_cluster_observed(tmp.path().to_path_buf()).await;
     let setup = cluster.client();
 
     // The datasource: the embedded store, written by the feeder, served over HTTP.
@@ -403,6 +404,7 @@ async fn one(plan: Plan) -> anyhow::Result<Report> {
     // The measured window, with the change a third of the way in.
     let clock = WallClock::sample();
     let before = Snapshot::take(worker_tid)?;
+    stages.start();
     let start = Instant::now();
     // The measured window is a schedule (the change a third of the way in), not a wait.
     tokio::time::sleep(plan.window / 3).await;
@@ -410,6 +412,8 @@ async fn one(plan: Plan) -> anyhow::Result<Report> {
     tokio::time::sleep_until((start + plan.window).into()).await;
     let end = Instant::now();
     let after = Snapshot::take(worker_tid)?;
+    // Where the store's commits spent their time during the window.
+    stages.print(&format!("rules_{}_store", plan.rules), leader);
 
     let expected = dataset.expected_firing();
     poll_until(FIRING_TIMEOUT + plan.interval * 5, || {
