@@ -637,12 +637,8 @@ pub(crate) fn cpu_model() -> String {
 }
 
 /// The benchmarks' store: 3 in-process nodes on `dir` (redb + fsync, production Raft timing),
-/// once they have a leader (returned with it).
-pub(super) async fn start_cluster(dir: std::path::PathBuf) -> (TestCluster, u64) {
-    start_cluster_with(dir, BatchConfig::default(), None).await
-}
-
-/// [`start_cluster`], recording the write path's stages (see [`StageSamples`]).
+/// once they have a leader (returned with it), recording the write path's stages (see
+/// [`StageSamples`]).
 pub(super) async fn start_cluster_observed(
     dir: std::path::PathBuf,
 ) -> (TestCluster, u64, Arc<StageSamples>) {
@@ -652,7 +648,7 @@ pub(super) async fn start_cluster_observed(
     (cluster, leader, stages)
 }
 
-/// [`start_cluster`] with other batching limits.
+/// [`start_cluster_observed`] with other batching limits and any observers.
 async fn start_cluster_with(
     dir: std::path::PathBuf,
     batch: BatchConfig,

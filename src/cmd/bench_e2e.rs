@@ -5,7 +5,10 @@
 //! evaluation-cycle commits (each alert its own group, `group_wait: 0s`), and the benchmark
 //! reports the notification throughput (N over the time from the first commit to the last
 //! arrival) and the p50/p99 of arrival time minus the commit time of the alert's `firing`
-//! transition. Each notification takes three commits (enqueue, claim, delivered), batched.
+//! transition. Each notification takes two commits (the enqueue, which claims it for the
+//! sender, and the outcome after the send; `--two-commit-claims`: three). Each run also
+//! prints where the time went: the store's write-path stages over the run, and the HTTP
+//! send to the sink (`alerts_N_send_*`).
 //!
 //! The rule-evaluation section (`--rules`) is [`super::bench_rules`].
 
@@ -20,6 +23,7 @@ use tocsin_alerter::notify::deliver::channel::Channel;
 use tocsin_alerter::notify::deliver::retry::RetryPolicy;
 use tocsin_alerter::worker::Ownership;
 use tocsin_alerter::worker::notify::{self, ChannelFactory, NotifyCtx};
+use tocsin_alerter::worker::observe::{EvalOutcome, WorkerObserver};
 use tocsin_state::model::{
     AlertInstance, AlertState, AlertUpdate, Command, Epoch, Fingerprint, GroupKey, ShardId,
     ShardLayout, ShardOp, WorkerId,
@@ -67,6 +71,20 @@ impl ChannelFactory for Factory {
         build::channels(config, receiver, &self.http, &ChannelOptions::default())
             .map(|v| v.into_iter().map(Arc::from).collect())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The notify loop's HTTP sends to the sink that delivered, in milliseconds.
+#[derive(Debug, Default)]
+struct Sends(std::sync::Mutex<Vec<f64>>);
+
+impl WorkerObserver for Sends {
+    fn evaluation(&self, _: &GroupKey, _: f64, _: EvalOutcome, _: bool) {}
+
+    fn delivery(&self, _: &str, _: &str, outcome: &'static str, seconds: f64) {
+        if outcome == "delivered" {
+            self.0.lock().expect("sends lock").push(seconds * 1000.0);
+        }
     }
 }
 
@@ -137,9 +155,11 @@ async fn one(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (cluster, _) = super::bench::start_cluster(tmp.path().to_path_buf()).await;
+    let (cluster, leader, stages) =
+        super::bench::start_cluster_observed(tmp.path().to_path_buf()).await;
     let client = cluster.client();
     let stop = CancellationToken::new();
+    let sends = Arc::new(Sends::default());
     let sink = tocsin_chaos::webhook::WebhookSink::start_local(&stop).await?;
 
     let layout = ShardLayout::default();
@@ -173,7 +193,7 @@ async fn one(
         external_url: "http://127.0.0.1:9101".into(),
         now_ms: crate::clock::wall_ms,
         limiter: None,
-        observer: Arc::new(tocsin_alerter::worker::observe::NoObserver),
+        observer: sends.clone(),
         claim_on_enqueue,
     };
     let (_tx, rx) = tokio::sync::watch::channel(Ownership {
@@ -185,6 +205,7 @@ async fn one(
     tracker.spawn(notify::run(ctx, rx, stop.clone(), tracker.clone()));
 
     // Commit N firing alerts, `per_commit` per evaluation cycle, one group per commit.
+    stages.start();
     let start = Instant::now();
     let mut committed_at: HashMap<String, f64> = HashMap::with_capacity(n);
     let now_ms = crate::clock::wall_ms();
@@ -312,6 +333,15 @@ async fn one(
         pct(&latencies, 0.5)
     );
     println!("alerts_{n}_latency_p99: {:.1} ms", pct(&latencies, 0.99));
+    let mut sent = std::mem::take(&mut *sends.0.lock().expect("sends lock"));
+    sent.sort_by(f64::total_cmp);
+    println!(
+        "alerts_{n}_send_p50: {:.1} ms (one notification's HTTP send to the sink, {} sends)",
+        pct(&sent, 0.5),
+        sent.len()
+    );
+    println!("alerts_{n}_send_p99: {:.1} ms", pct(&sent, 0.99));
+    stages.print(&format!("alerts_{n}_store"), leader);
     stop.cancel();
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
