@@ -88,7 +88,6 @@ pub struct BatchStats {
 pub struct Proposer {
     tx: mpsc::Sender<Proposal>,
     stats: Arc<BatchStats>,
-    probe: Probe,
 }
 
 impl Proposer {
@@ -104,16 +103,8 @@ impl Proposer {
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let stats = Arc::new(BatchStats::default());
         let t2 = tracker.clone();
-        tracker.spawn(run(
-            raft,
-            config,
-            rx,
-            cancel,
-            t2,
-            stats.clone(),
-            probe.clone(),
-        ));
-        Self { tx, stats, probe }
+        tracker.spawn(run(raft, config, rx, cancel, t2, stats.clone(), probe));
+        Self { tx, stats }
     }
 
     /// Proposes `commands` (committed together, in order, in one entry) and waits for commit.
@@ -135,11 +126,6 @@ impl Proposer {
     /// Entry-size statistics.
     pub fn stats(&self) -> &BatchStats {
         &self.stats
-    }
-
-    /// The node's write-path probe.
-    pub fn probe(&self) -> &Probe {
-        &self.probe
     }
 }
 

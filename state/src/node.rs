@@ -214,7 +214,7 @@ impl StoreNode {
             config.batch.clone(),
             cancel.clone(),
             tracker,
-            probe,
+            probe.clone(),
         );
 
         let raft_svc = RaftServer::new(RaftService::new(raft.clone()))
@@ -227,6 +227,7 @@ impl StoreNode {
             reader.clone(),
             cancel.clone(),
             tracker.clone(),
+            probe,
         ))
         .max_decoding_message_size(MAX_ENCODED_BYTES)
         // A read's answer (a whole-machine replica) is as large as the state.

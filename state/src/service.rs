@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::batcher::{ProposeError, Proposer};
 use crate::model::{ClusterInfo, Command, MemberInfo, NodeId, NodeInfo, Query};
-use crate::probe::Stage;
+use crate::probe::{Probe, Stage};
 use crate::raft::Raft;
 use crate::raft::sm_store::SmReader;
 use crate::watch::WatchError;
@@ -103,6 +103,7 @@ pub struct StoreService {
     reader: SmReader,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    probe: Probe,
 }
 
 impl std::fmt::Debug for StoreService {
@@ -114,7 +115,7 @@ impl std::fmt::Debug for StoreService {
 }
 
 impl StoreService {
-    /// A service for node `id`.
+    /// A service for node `id`; call durations go to `probe` ([`Stage::Call`]).
     pub fn new(
         raft: Raft,
         id: NodeId,
@@ -122,6 +123,7 @@ impl StoreService {
         reader: SmReader,
         cancel: CancellationToken,
         tracker: TaskTracker,
+        probe: Probe,
     ) -> Self {
         Self {
             raft,
@@ -130,6 +132,7 @@ impl StoreService {
             reader,
             cancel,
             tracker,
+            probe,
         }
     }
 
@@ -269,7 +272,7 @@ impl store_server::Store for StoreService {
         let arrived = Instant::now();
         let commands = decode_proposal("commands", &request.into_inner().commands)?;
         let (index, results) = self.commit(commands).await?;
-        self.proposer.probe().since(Stage::Call, arrived);
+        self.probe.since(Stage::Call, arrived);
         Ok(Response::new(ProposeReply {
             log_index: index,
             results: codec::encode(&results),
@@ -300,7 +303,7 @@ impl store_server::Store for StoreService {
             .collect::<Result<Vec<_>, _>>()?;
         // Polled in order, so the proposals enter the batcher's queue in request order.
         let outcomes = futures::future::join_all(decoded.into_iter().map(|c| self.commit(c))).await;
-        self.proposer.probe().since(Stage::Call, arrived);
+        self.probe.since(Stage::Call, arrived);
         if let Some(Err(first)) = outcomes.first()
             && outcomes.iter().all(Result::is_err)
         {

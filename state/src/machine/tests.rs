@@ -38,6 +38,13 @@ fn alert(g: &GroupKey, fp: u64, state: AlertState) -> AlertInstance {
     }
 }
 
+/// Gives `shard` to worker `id`.
+fn assign(shard: ShardId, id: &str) -> Command {
+    Command::Assign {
+        shards: vec![(shard, Some(WorkerId::new(id).unwrap()))],
+    }
+}
+
 fn setup() -> (Machine, ShardId, GroupKey) {
     let mut m = Machine::default();
     m.apply(1, &Command::RegisterWorker(worker("w1", "a")))
@@ -46,13 +53,7 @@ fn setup() -> (Machine, ShardId, GroupKey) {
         .unwrap();
     let g = group("api");
     let shard = m.layout.eval_shard(&g);
-    m.apply(
-        3,
-        &Command::Assign {
-            shards: vec![(shard, Some(WorkerId::new("w1").unwrap()))],
-        },
-    )
-    .unwrap();
+    m.apply(3, &assign(shard, "w1")).unwrap();
     (m, shard, g)
 }
 
@@ -97,13 +98,7 @@ fn stale_epoch_is_refused_and_changes_nothing() {
     )
     .unwrap();
     // Ownership moves to w2 at index 5: w1's epoch 3 is now stale.
-    m.apply(
-        5,
-        &Command::Assign {
-            shards: vec![(shard, Some(WorkerId::new("w2").unwrap()))],
-        },
-    )
-    .unwrap();
+    m.apply(5, &assign(shard, "w2")).unwrap();
     let before = m.digest();
     let stats_before = m.stats.clone();
     let err = m
@@ -787,13 +782,7 @@ fn the_alert_index_encodes_as_the_flat_map_it_replaced() {
     let (mut m, shard, g) = setup();
     let other = group("db");
     let other_shard = m.layout.eval_shard(&other);
-    m.apply(
-        4,
-        &Command::Assign {
-            shards: vec![(other_shard, Some(WorkerId::new("w2").unwrap()))],
-        },
-    )
-    .unwrap();
+    m.apply(4, &assign(other_shard, "w2")).unwrap();
     let epoch_of = |m: &Machine, s: ShardId| m.assignments[&s].epoch.0;
     let mut index = 5;
     for (s, grp) in [(shard, &g), (other_shard, &other)] {
