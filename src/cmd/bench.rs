@@ -83,6 +83,23 @@ pub struct StoreBenchArgs {
     /// Commands per second offered in the open-loop phase (default: half the measured peak).
     #[arg(long)]
     rate: Option<f64>,
+    /// Distinct alert instances each rule group's transitions cycle through (a group of ten
+    /// rules, each firing for one series, has ten). The replicas' alert state grows to
+    /// groups × this many instances and then stays that size, as a running rule set's does.
+    #[arg(long, default_value_t = 10)]
+    instances_per_group: u64,
+    #[command(flatten)]
+    nodes: NodeArgs,
+}
+
+/// How the benchmarks run their three store nodes.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct NodeArgs {
+    /// Worker threads of each store node's own runtime, as if each node were its own process
+    /// (the operating system, not one task queue, then shares the cores between them); 0: the
+    /// nodes share the benchmark's runtime with the load generator.
+    #[arg(long, default_value_t = 1)]
+    pub node_threads: usize,
 }
 
 /// Runs a benchmark; exit code 0 on success.
@@ -261,13 +278,18 @@ fn cycle(shard: ShardId, epoch: Epoch, group: &GroupKey, eval_ms: i64, fp: u64) 
     }
 }
 
-/// One proposer's rule groups (one per command of a proposal), with their shard and epoch.
-struct Groups(Vec<(ShardId, Epoch, GroupKey)>);
+/// One proposer's rule groups (one per command of a proposal), with their shard and epoch,
+/// and how many alert instances each group's transitions cycle through.
+struct Groups(Vec<(ShardId, Epoch, GroupKey)>, u64);
 
 async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.proposers > 0 && args.commands_per_proposal > 0,
         "--proposers and --commands-per-proposal must be positive"
+    );
+    anyhow::ensure!(
+        args.instances_per_group > 0,
+        "--instances-per-group must be positive"
     );
     if let Some(rate) = args.rate {
         anyhow::ensure!(
@@ -278,7 +300,8 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     println!(
-        "# tocsin bench store: 3 nodes in one process, real redb log with fsync under {}",
+        "# tocsin bench store: 3 nodes in one process ({}), real redb log with fsync under {}",
+        nodes_desc(args.nodes),
         dir.display()
     );
     println!(
@@ -287,10 +310,12 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         cpu_model()
     );
     println!(
-        "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {}{}{}",
+        "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {} --instances-per-group {} --node-threads {}{}{}",
         args.proposers,
         args.commands_per_proposal,
         args.seconds,
+        args.instances_per_group,
+        args.nodes.node_threads,
         if args.no_coalesce {
             " --no-coalesce"
         } else {
@@ -314,7 +339,8 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         batch.max_in_flight, batch.max_commands
     );
     let stages = Arc::new(StageSamples::default());
-    let (cluster, leader) = start_cluster_with(dir, batch, Some(stages.observers())).await;
+    let (cluster, leader) =
+        start_cluster_with(dir, batch, Some(stages.observers()), args.nodes).await;
     let client = cluster.client();
 
     // One worker owns every eval shard; each proposer drives its own groups.
@@ -336,6 +362,7 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
                         (layout.eval_shard(&g), Epoch(epoch), g)
                     })
                     .collect(),
+                args.instances_per_group,
             ))
         })
         .collect();
@@ -481,7 +508,7 @@ async fn closed_loop(
                 let now = clock.fetch_add(1, Ordering::Relaxed) as i64;
                 let cmds =
                     g.0.iter()
-                        .map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % 1000))
+                        .map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % g.1))
                         .collect::<Vec<_>>();
                 let k = cmds.len() as u64;
                 let t = tokio::time::Instant::now();
@@ -540,7 +567,7 @@ async fn open_loop(
                 let now = clock.fetch_add(1, Ordering::Relaxed) as i64;
                 let cmds =
                     g.0.iter()
-                        .map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % 1000))
+                        .map(|(s, e, gk)| cycle(*s, *e, gk, now, now as u64 % g.1))
                         .collect::<Vec<_>>();
                 let outcome = if alone {
                     client.propose_alone(cmds).await
@@ -641,11 +668,23 @@ pub(crate) fn cpu_model() -> String {
 /// [`StageSamples`]).
 pub(super) async fn start_cluster_observed(
     dir: std::path::PathBuf,
+    nodes: NodeArgs,
 ) -> (TestCluster, u64, Arc<StageSamples>) {
     let stages = Arc::new(StageSamples::default());
     let (cluster, leader) =
-        start_cluster_with(dir, BatchConfig::default(), Some(stages.observers())).await;
+        start_cluster_with(dir, BatchConfig::default(), Some(stages.observers()), nodes).await;
     (cluster, leader, stages)
+}
+
+/// How the nodes run, for the benchmarks' headers.
+pub(super) fn nodes_desc(nodes: NodeArgs) -> String {
+    match nodes.node_threads {
+        0 => "sharing the benchmark's runtime".into(),
+        n => format!(
+            "each on its own runtime of {n} thread{}",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 /// [`start_cluster_observed`] with other batching limits and any observers.
@@ -653,9 +692,18 @@ async fn start_cluster_with(
     dir: std::path::PathBuf,
     batch: BatchConfig,
     observe: Option<NodeObservers>,
+    nodes: NodeArgs,
 ) -> (TestCluster, u64) {
-    let cluster =
-        TestCluster::start_observed(dir, 3, RaftTiming::production(), batch, observe).await;
+    let node_threads = (nodes.node_threads > 0).then_some(nodes.node_threads);
+    let cluster = TestCluster::start_isolated(
+        dir,
+        3,
+        RaftTiming::production(),
+        batch,
+        observe,
+        node_threads,
+    )
+    .await;
     let leader = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(20))
         .await;
@@ -677,4 +725,42 @@ pub(super) async fn register_worker(
         })])
         .await?;
     Ok(worker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(node_threads: usize, instances_per_group: u64) -> StoreBenchArgs {
+        StoreBenchArgs {
+            proposers: 4,
+            commands_per_proposal: 2,
+            seconds: 1,
+            dir: None,
+            max_in_flight: None,
+            max_commands: None,
+            no_coalesce: false,
+            rate: Some(200.0),
+            instances_per_group,
+            nodes: NodeArgs { node_threads },
+        }
+    }
+
+    /// `tocsin bench store` runs end to end at a tiny size with its nodes on their own
+    /// runtimes and on the shared one; each run fails unless the three replicas' digests
+    /// agree at the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tiny_store_bench_runs_and_its_replicas_agree() {
+        for node_threads in [1, 0] {
+            store(tiny(node_threads, 2))
+                .await
+                .unwrap_or_else(|e| panic!("bench with --node-threads {node_threads}: {e:#}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn zero_instances_per_group_is_refused_naming_the_flag() {
+        let err = store(tiny(1, 0)).await.expect_err("refused");
+        assert!(err.to_string().contains("--instances-per-group"), "{err:#}");
+    }
 }

@@ -39,6 +39,18 @@ struct Running {
     tracker: TaskTracker,
 }
 
+/// A node's own runtime (see [`TestCluster::start_isolated`]); shut down without blocking
+/// when the cluster is dropped, which may happen inside another runtime.
+struct NodeRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for NodeRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// A cluster of store nodes in this process, one per zone (`z1`, `z2`, ...).
 pub struct TestCluster {
     /// Root of the nodes' data dirs.
@@ -50,6 +62,9 @@ pub struct TestCluster {
     timing: RaftTiming,
     batch: BatchConfig,
     observe: Option<NodeObservers>,
+    /// Worker threads of each node's own runtime; `None`: nodes share the caller's.
+    node_threads: Option<usize>,
+    runtimes: BTreeMap<NodeId, NodeRuntime>,
 }
 
 /// Gives each node (by id) its stage observer.
@@ -78,6 +93,20 @@ impl TestCluster {
         batch: BatchConfig,
         observe: Option<NodeObservers>,
     ) -> Self {
+        Self::start_isolated(dir, n, timing, batch, observe, None).await
+    }
+
+    /// Like [`Self::start_observed`]; with `node_threads`, each node runs on a runtime of its
+    /// own with that many worker threads, as it would in its own process (the operating
+    /// system, not one shared task queue, then shares the cores between the nodes).
+    pub async fn start_isolated(
+        dir: PathBuf,
+        n: u64,
+        timing: RaftTiming,
+        batch: BatchConfig,
+        observe: Option<NodeObservers>,
+        node_threads: Option<usize>,
+    ) -> Self {
         let mut listeners = BTreeMap::new();
         let mut peers = BTreeMap::new();
         for id in 1..=n {
@@ -101,6 +130,8 @@ impl TestCluster {
             timing,
             batch,
             observe,
+            node_threads,
+            runtimes: BTreeMap::new(),
         };
         for (id, l) in listeners {
             c.start_node(id, l).await;
@@ -120,16 +151,45 @@ impl TestCluster {
         };
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let node = StoreNode::start(
-            config,
-            listener,
-            self.faults.clone(),
-            cancel.clone(),
-            CancellationToken::new(),
-            &tracker,
-        )
-        .await
-        .expect("start node");
+        let faults = self.faults.clone();
+        let start = |listener: TcpListener, cancel: CancellationToken, tracker: TaskTracker| async move {
+            StoreNode::start(
+                config,
+                listener,
+                faults,
+                cancel,
+                CancellationToken::new(),
+                &tracker,
+            )
+            .await
+            .expect("start node")
+        };
+        let node = match self.node_threads {
+            None => start(listener, cancel.clone(), tracker.clone()).await,
+            Some(threads) => {
+                let rt = self.runtimes.entry(id).or_insert_with(|| {
+                    NodeRuntime(Some(
+                        tokio::runtime::Builder::new_multi_thread()
+                            .worker_threads(threads)
+                            .thread_name(format!("node-{id}"))
+                            .enable_all()
+                            .build()
+                            .expect("node runtime"),
+                    ))
+                });
+                let handle = rt.0.as_ref().expect("runtime alive").handle().clone();
+                // The listener must be registered with the node's own reactor.
+                let std_listener = listener.into_std().expect("listener into std");
+                let (cancel, tracker) = (cancel.clone(), tracker.clone());
+                handle
+                    .spawn(async move {
+                        let listener = TcpListener::from_std(std_listener).expect("listener");
+                        start(listener, cancel, tracker).await
+                    })
+                    .await
+                    .expect("node start task")
+            }
+        };
         self.running.insert(
             id,
             Running {

@@ -89,6 +89,16 @@ impl RequestLog {
         self.lock().entries.iter().cloned().collect()
     }
 
+    /// How many entries are retained.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no entry is retained.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Entries evicted because the log was full.
     pub fn dropped(&self) -> u64 {
         self.lock().dropped

@@ -131,6 +131,11 @@ impl Emulator {
         self.core.log.snapshot()
     }
 
+    /// How many requests are recorded (without copying them, unlike [`Self::requests`]).
+    pub fn request_count(&self) -> usize {
+        self.core.log.len()
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         self.core.log.clear();

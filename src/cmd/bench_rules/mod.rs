@@ -42,7 +42,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::bench::Sizes;
+use super::bench::{NodeArgs, Sizes};
 use cpu::Snapshot;
 use dataset::{Dataset, Feeder};
 use probe::{Probe, TimedEvaluator, WallClock};
@@ -107,10 +107,11 @@ struct Plan {
     interval: Duration,
     window: Duration,
     jobs: usize,
+    nodes: NodeArgs,
 }
 
 /// Runs the section (nothing when `--rules ''`); each run must finish within `timeout`.
-pub async fn run(args: &RulesBenchArgs, timeout: Duration) -> anyhow::Result<()> {
+pub async fn run(args: &RulesBenchArgs, nodes: NodeArgs, timeout: Duration) -> anyhow::Result<()> {
     if args.rules.0.is_empty() {
         return Ok(());
     }
@@ -127,12 +128,13 @@ pub async fn run(args: &RulesBenchArgs, timeout: Duration) -> anyhow::Result<()>
         "--rules-seconds must cover at least four evaluation intervals"
     );
     println!(
-        "# rule evaluation: per run, 3 store nodes (redb + fsync, production Raft timing) and \
-         the embedded store, its query API served over loopback HTTP, on the process's other \
-         runtimes; one worker's group loops (runner, DatasourceEvaluator, PrometheusClient, \
+        "# rule evaluation: per run, 3 store nodes (redb + fsync, production Raft timing; {}) \
+         and the embedded store, its query API served over loopback HTTP, on the process's \
+         other runtimes; one worker's group loops (runner, DatasourceEvaluator, PrometheusClient, \
          EvalCycle commits fenced by epoch) on a runtime with one worker thread (the worker \
          core); rules `rate(x[1m]) > t`, `sum by (job) (rate(x[1m])) > t`, `x > t` with \
-         `for: 0s`; a tenth become true a third of the way into the measured window"
+         `for: 0s`; a tenth become true a third of the way into the measured window",
+        super::bench::nodes_desc(nodes)
     );
     for &n in &args.rules.0 {
         let plan = Plan {
@@ -141,6 +143,7 @@ pub async fn run(args: &RulesBenchArgs, timeout: Duration) -> anyhow::Result<()>
             interval: Duration::from_millis(args.rules_interval_ms),
             window: Duration::from_secs(args.rules_seconds),
             jobs: args.rules_jobs,
+            nodes,
         };
         let report = tokio::time::timeout(timeout, one(plan))
             .await
@@ -157,13 +160,13 @@ pub async fn run(args: &RulesBenchArgs, timeout: Duration) -> anyhow::Result<()>
 /// A runtime for one part of the benchmark, with one worker thread named `name` (a thread
 /// name is what the CPU split goes by). Dropped without blocking: a runtime dropped the
 /// ordinary way inside async code panics.
-struct Rt {
+pub(super) struct Rt {
     rt: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
+    pub(super) handle: tokio::runtime::Handle,
 }
 
 impl Rt {
-    fn new(name: &str) -> anyhow::Result<Self> {
+    pub(super) fn new(name: &str) -> anyhow::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(name)
@@ -342,7 +345,7 @@ async fn one(plan: Plan) -> anyhow::Result<Report> {
     );
     let tmp = tempfile::tempdir()?;
     let (cluster, leader, stages) =
-        super::bench::start_cluster_observed(tmp.path().to_path_buf()).await;
+        super::bench::start_cluster_observed(tmp.path().to_path_buf(), plan.nodes).await;
     let setup = cluster.client();
 
     // The datasource: the embedded store, written by the feeder, served over HTTP.
@@ -482,6 +485,7 @@ mod tests {
             interval: Duration::from_millis(1000),
             window: Duration::from_secs(4),
             jobs: 100,
+            nodes: NodeArgs { node_threads: 1 },
         };
         let r = tokio::time::timeout(Duration::from_secs(120), one(plan))
             .await
