@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use futures::StreamExt;
 use tocsin_alerter::notify::config::Config;
 use tocsin_alerter::notify::deliver::build::{self, ChannelOptions};
 use tocsin_alerter::notify::deliver::channel::Channel;
@@ -25,8 +26,8 @@ use tocsin_alerter::worker::Ownership;
 use tocsin_alerter::worker::notify::{self, ChannelFactory, NotifyCtx};
 use tocsin_alerter::worker::observe::{EvalOutcome, WorkerObserver};
 use tocsin_state::model::{
-    AlertInstance, AlertState, AlertUpdate, Command, Epoch, Fingerprint, GroupKey, ShardId,
-    ShardLayout, ShardOp, WorkerId,
+    AlertInstance, AlertState, AlertUpdate, Command, Epoch, Fingerprint, GroupKey, OutboxOp, Query,
+    ShardId, ShardLayout, ShardOp, WorkerId,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -88,6 +89,12 @@ impl WorkerObserver for Sends {
             self.0.lock().expect("sends lock").push(seconds * 1000.0);
         }
     }
+}
+
+/// The `instance` label's value in an Alertmanager group key (`{}:{alertname="…", instance="…"}`).
+fn instance_of(group_key: &str) -> Option<&str> {
+    let rest = &group_key[group_key.find("instance=\"")? + "instance=\"".len()..];
+    rest.find('"').map(|end| &rest[..end])
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -219,6 +226,40 @@ async fn one(
     let tracker = TaskTracker::new();
     tracker.spawn(notify::run(ctx, rx, stop.clone(), tracker.clone()));
 
+    // The leader's watch stream shows when each alert's enqueue committed, which splits the
+    // latency into the notify loop's part before the enqueue and the send's part after it.
+    let enqueued: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    {
+        let (from, _) = client.read(&Query::Stats, true).await?;
+        let mut stream = cluster.client_of(leader).watch(from + 1).await?;
+        let (enqueued, stop) = (enqueued.clone(), stop.clone());
+        tracker.spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    () = stop.cancelled() => return,
+                    item = stream.next() => item,
+                };
+                let Some(Ok((_, changes))) = item else { return };
+                let seen = Instant::now();
+                let mut map = enqueued.lock().expect("enqueued lock");
+                for change in changes {
+                    if let Command::Shard {
+                        op:
+                            ShardOp::Outbox {
+                                key,
+                                op: OutboxOp::EnqueueClaimed { .. } | OutboxOp::Enqueue { .. },
+                            },
+                        ..
+                    } = change
+                        && let Some(instance) = instance_of(&key.group_key)
+                    {
+                        map.entry(instance.to_string()).or_insert(seen);
+                    }
+                }
+            }
+        });
+    }
+
     // Commit N firing alerts, `per_commit` per evaluation cycle, one group per commit.
     stages.start();
     let start = Instant::now();
@@ -311,6 +352,8 @@ async fn one(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut latencies = Vec::with_capacity(n);
+    let (mut to_enqueue, mut after_enqueue) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let enqueued = std::mem::take(&mut *enqueued.lock().expect("enqueued lock"));
     let mut last_arrival = 0f64;
     for r in &arrivals {
         let body: serde_json::Value = serde_json::from_str(&r.body)?;
@@ -321,6 +364,11 @@ async fn one(
         last_arrival = last_arrival.max(arrived);
         if let Some(c) = committed_at.get(instance) {
             latencies.push((arrived - c) * 1000.0);
+            if let Some(e) = enqueued.get(instance) {
+                let e = e.saturating_duration_since(start).as_secs_f64();
+                to_enqueue.push((e - c) * 1000.0);
+                after_enqueue.push((arrived - e) * 1000.0);
+            }
         }
     }
     latencies.sort_by(f64::total_cmp);
@@ -349,6 +397,26 @@ async fn one(
         pct(&latencies, 0.5)
     );
     println!("alerts_{n}_latency_p99: {:.1} ms", pct(&latencies, 0.99));
+    to_enqueue.sort_by(f64::total_cmp);
+    after_enqueue.sort_by(f64::total_cmp);
+    println!(
+        "alerts_{n}_to_enqueue_p50: {:.1} ms (firing committed -> its enqueue committed, seen on \
+         the leader's watch; {} alerts)",
+        pct(&to_enqueue, 0.5),
+        to_enqueue.len()
+    );
+    println!(
+        "alerts_{n}_to_enqueue_p99: {:.1} ms",
+        pct(&to_enqueue, 0.99)
+    );
+    println!(
+        "alerts_{n}_enqueue_to_arrival_p50: {:.1} ms (the enqueue committed -> sink arrival)",
+        pct(&after_enqueue, 0.5)
+    );
+    println!(
+        "alerts_{n}_enqueue_to_arrival_p99: {:.1} ms",
+        pct(&after_enqueue, 0.99)
+    );
     let mut sent = std::mem::take(&mut *sends.0.lock().expect("sends lock"));
     sent.sort_by(f64::total_cmp);
     println!(
@@ -363,4 +431,18 @@ async fn one(
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     cluster.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_of;
+
+    #[test]
+    fn the_instance_is_read_from_a_group_key() {
+        assert_eq!(
+            instance_of(r#"{}:{alertname="BenchAlert", instance="i-42"}"#),
+            Some("i-42")
+        );
+        assert_eq!(instance_of(r#"{}:{alertname="BenchAlert"}"#), None);
+    }
 }
