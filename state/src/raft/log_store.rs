@@ -53,8 +53,11 @@
 //!
 //! **Recovery** replays the segments in order. A short, checksum-bad or undecodable record in
 //! the last segment is a torn write (one group's write cut short by a crash): the file is cut
-//! there, fsynced, and appends continue from it. Anywhere else it is corruption, and `open`
-//! fails naming the file and offset. Segments older than a gap in the sequence numbers were
+//! there, fsynced, and appends continue from it. The torn group's complete records before the
+//! cut are kept: each record is one operation in queue order, so what remains is the log as
+//! after those operations (an append may keep some of its entries; none of them had been
+//! reported flushed, so openraft counted none). Anywhere else a bad record is corruption, and
+//! `open` fails naming the file and offset. Segments older than a gap in the sequence numbers were
 //! already dead (their deletion had not reached the disk) and are deleted.
 //!
 //! **Migration**: a data dir of the previous version holds `raft-log.redb` and no
