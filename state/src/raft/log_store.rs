@@ -16,8 +16,9 @@
 //! sitting out every fsync.
 //!
 //! **Group commit**: the thread takes everything queued (appends, the committed index, a vote,
-//! up to `MAX_GROUP` requests), encodes it into one buffer, writes it with one `pwrite` at the
-//! end of the active segment, fdatasyncs once, and then acknowledges each request in order.
+//! up to `MAX_GROUP` requests), encodes it into one checksummed frame, writes it with one
+//! `pwrite` at the end of the active segment, fdatasyncs once, and then acknowledges each
+//! request in order.
 //! Writes stay serialised, as openraft requires: one queue, one thread, applied in queue
 //! order. A group that holds only the committed index is written without fsync (the next
 //! durable write persists it): openraft treats that index as a hint it may lose.
@@ -35,34 +36,56 @@
 //! # Format
 //!
 //! `dir/raft-log/` holds the lock file `LOCK` and segment files `{seq:020}.wal`. A segment
-//! starts with the 8-byte magic `TOCWAL01`, then records: `[u32 LE payload length][u32 LE
-//! CRC-32 of the payload][payload]`, the payload a kind byte and a body:
+//! starts with the 8-byte magic `TOCWAL01`, then frames, one per write (one group commit):
+//! `[u32 LE body length][u32 LE CRC-32 of the body][body]`, the body that group's records, at
+//! least one (a frame of length 0 is never written and is invalid). A record is `[u32 LE
+//! payload length][u32 LE CRC-32 of the payload][payload]`, the payload a kind byte and a body:
 //! 1 entry (`u64 LE index` + codec-encoded entry), 2 truncate (`u64 LE from`: entries
 //! `[from, ∞)` are gone), 3 purge (`u64 LE upto` + codec-encoded log id: entries `(-∞, upto]`
 //! are gone, that id is the last purged), 4 vote (codec-encoded), 5 committed (codec-encoded
-//! `Option<LogId>`). Replaying the records in order rebuilds the log.
+//! `Option<LogId>`). Replaying the records in order rebuilds the log. The index locates an
+//! entry by its record (absolute offset in the segment, inside its frame), and a read checks
+//! the record's own CRC.
 //!
 //! **Rotation**: a write to a segment of at least [`SEGMENT_BYTES`] (overridable with
 //! [`LogStore::open_with_options`]) first starts the next segment (created, directory
-//! fsynced), whose first records restate the vote, committed index and last purged id, and
-//! writes them with that group (fsynced even if the group is only the committed index). So an
-//! older segment holds nothing still needed once none of its entries is live; such segments
-//! are deleted, oldest first and only as a prefix (a truncate record must outlive the entries
-//! it removed in older segments), after the write that killed their last entry is durable.
-//! Purge therefore reclaims disk.
+//! fsynced). A segment's first frame (after the magic) starts with records restating the vote,
+//! committed index and last purged id, then holds the group that caused the rotation, and is
+//! fsynced even if the group is only the committed index; the same goes for a last segment that
+//! recovery cut back to its magic or to nothing. So an older segment holds nothing still needed
+//! once none of its entries is live; such segments are deleted, oldest first and only as a
+//! prefix (a truncate record must outlive the entries it removed in older segments), after the
+//! write that killed their last entry is durable. Purge therefore reclaims disk.
 //!
-//! **Recovery** replays the segments in order. A short, checksum-bad or undecodable record in
-//! the last segment is a torn write (one group's write cut short by a crash): the file is cut
-//! there, fsynced, and appends continue from it. The torn group's complete records before the
-//! cut are kept: each record is one operation in queue order, so what remains is the log as
-//! after those operations (an append may keep some of its entries; none of them had been
-//! reported flushed, so openraft counted none). Anywhere else a bad record is corruption, and
-//! `open` fails naming the file and offset. Segments older than a gap in the sequence numbers were
-//! already dead (their deletion had not reached the disk) and are deleted.
+//! **Recovery** replays the segments in order, frame by frame. A frame is valid if its header
+//! is complete, its length is not 0, its body fits in the file and its CRC matches; every
+//! record in a valid frame must then split and decode, or `open` fails (a frame whose checksum
+//! holds around a bad record is a bug or a forged file, never a torn write). A bad frame at
+//! offset `o` is a **torn write** (one group's write cut short by a crash) only if it is in the
+//! last segment and either its claimed end `o + 8 + length` reaches or passes the end of the
+//! file (a header too short to read included), or every byte from `o` to the end is zero (the
+//! file system extended the size before the data landed). The file is then cut at `o`,
+//! fsynced, and appends continue from there; the torn group is dropped whole, so a group commit
+//! is all or nothing (none of its entries had been reported flushed, so openraft counted none).
+//! Any other bad frame (in an earlier segment, or followed by bytes that are not all zero and
+//! that its length does not cover) is **corruption**: `open` fails naming the segment file and
+//! the offset, rather than silently dropping fsynced frames behind it. The same goes for a bad
+//! magic, unless the last segment is shorter than the magic or all zeros. What stays
+//! ambiguous: a bit flip in the length field of the very last frame that makes it claim to run
+//! past the end of the file looks exactly like a torn write, and that frame is cut off. Segments
+//! older than a gap in the sequence numbers were already dead (their deletion had not reached
+//! the disk) and are deleted.
+//!
+//! A limit of these rules: they assume at most one frame is in flight when the machine stops.
+//! Every write is fsynced before the next one is issued, except a group holding only the
+//! committed index: it and the writes after it, up to the next fsync, can be in flight
+//! together. A power loss that lands a later one and not that one leaves a bad frame followed
+//! by a good one; recovery calls that corruption and `open` fails (nothing acknowledged is
+//! lost, but the node needs an operator to cut the file).
 //!
 //! **Migration**: a data dir of the previous version holds `raft-log.redb` and no
 //! `raft-log/`; `open` copies its vote, committed index, last purged id and entries into the
-//! first segment of a WAL built in `raft-log.migrating/` (fsynced, then renamed into place)
+//! first segment (in frames of about 16 MiB) of a WAL built in `raft-log.migrating/` (fsynced, then renamed into place)
 //! and renames the redb file to `raft-log.redb.migrated`.
 //!
 //! **Locking**: an exclusive `flock` on `raft-log/LOCK`, held by the I/O thread. A node

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::wal::{MAGIC, Record, segment_name, sync_dir};
+use super::wal::{FRAME_HEADER, MAGIC, Record, begin_frame, end_frame, segment_name, sync_dir};
+
+/// A migrated log is written in frames of about this many bytes (a frame's length is a u32).
+const FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// The previous version's tables: index → codec-encoded entry ...
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -64,13 +67,14 @@ pub(super) fn migrate_redb(data_dir: &Path, wal_dir: &Path) -> Result<(), String
     Ok(())
 }
 
-/// The redb log as one segment's bytes (magic, vote, committed, last purged, entries), and
-/// how many entries it holds.
+/// The redb log as one segment's bytes (magic, then frames holding vote, committed, last
+/// purged and the entries), and how many entries it holds.
 fn read_redb(path: &Path) -> Result<(Vec<u8>, usize), String> {
     let err = |e: &dyn std::fmt::Display| format!("read {}: {e}", path.display());
     let db = Database::open(path).map_err(|e| err(&e))?;
     let txn = db.begin_read().map_err(|e| err(&e))?;
     let mut buf = MAGIC.to_vec();
+    let mut frame = begin_frame(&mut buf);
     match txn.open_table(META) {
         Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(e) => return Err(err(&e)),
@@ -101,10 +105,20 @@ fn read_redb(path: &Path) -> Result<(Vec<u8>, usize), String> {
         Ok(log) => {
             for item in log.iter().map_err(|e| err(&e))? {
                 let (index, bytes) = item.map_err(|e| err(&e))?;
+                if buf.len() - frame - FRAME_HEADER >= FRAME_BYTES {
+                    end_frame(&mut buf, frame)?;
+                    frame = begin_frame(&mut buf);
+                }
                 Record::Entry(index.value(), bytes.value()).encode_into(&mut buf);
                 entries += 1;
             }
         }
+    }
+    if buf.len() == frame + FRAME_HEADER {
+        // An empty frame is invalid: leave it out.
+        buf.truncate(frame);
+    } else {
+        end_frame(&mut buf, frame)?;
     }
     Ok((buf, entries))
 }

@@ -94,7 +94,7 @@ async fn entries_vote_committed_and_last_purged_survive_a_reopen() {
     assert_eq!(ids(&mut log, 0, 100).await, expected(3, 4..=10));
 }
 
-/// Cuts the last segment inside entry `index`'s record (the first of its group).
+/// Cuts the last segment inside entry `index`'s record.
 fn cut_inside(log: &LogStore, dir: &Path, index: u64) {
     let loc = log.index().entries[&index];
     let path = segments(dir).pop().expect("a segment");
@@ -106,13 +106,14 @@ fn cut_inside(log: &LogStore, dir: &Path, index: u64) {
 }
 
 #[tokio::test]
-async fn a_torn_tail_reopens_to_the_last_complete_group_and_appends_go_on() {
+async fn a_torn_tail_drops_the_whole_group_and_appends_go_on() {
     let dir = TempDir::new().expect("temp dir");
     {
         let mut log = open(dir.path(), super::SEGMENT_BYTES);
         append(&mut log, 1, 1..=5).await;
         append(&mut log, 1, 6..=8).await;
-        cut_inside(&log, dir.path(), 6);
+        // The records of 6 and 7 stay whole; the group commit is all or nothing.
+        cut_inside(&log, dir.path(), 8);
     }
     let mut log = open(dir.path(), super::SEGMENT_BYTES);
     assert_eq!(ids(&mut log, 0, 100).await, expected(1, 1..=5));
@@ -126,21 +127,27 @@ async fn a_torn_tail_reopens_to_the_last_complete_group_and_appends_go_on() {
     assert_eq!(ids(&mut log, 0, 100).await, want);
 }
 
+/// Appends `extra` to the last segment; returns it and its length before.
+fn append_bytes(dir: &Path, extra: &[u8]) -> (PathBuf, u64) {
+    let path = segments(dir).pop().expect("a segment");
+    let good_len = std::fs::metadata(&path).expect("stat").len();
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes.extend_from_slice(extra);
+    std::fs::write(&path, bytes).expect("write");
+    (path, good_len)
+}
+
 #[tokio::test]
-async fn garbage_after_the_last_record_is_cut_off() {
+async fn a_frame_claiming_to_run_past_the_end_is_cut_off() {
     let dir = TempDir::new().expect("temp dir");
     {
         let mut log = open(dir.path(), super::SEGMENT_BYTES);
         append(&mut log, 1, 1..=5).await;
     }
-    let path = segments(dir.path()).pop().expect("a segment");
-    let good_len = std::fs::metadata(&path).expect("stat").len();
-    // A plausible header claiming a huge payload, then noise.
+    // A header claiming a huge body, then noise: a torn write.
     let mut garbage = u32::MAX.to_le_bytes().to_vec();
     garbage.extend_from_slice(&[0xab; 13]);
-    let mut bytes = std::fs::read(&path).expect("read");
-    bytes.extend_from_slice(&garbage);
-    std::fs::write(&path, bytes).expect("write");
+    let (path, good_len) = append_bytes(dir.path(), &garbage);
 
     let mut log = open(dir.path(), super::SEGMENT_BYTES);
     assert_eq!(std::fs::metadata(&path).expect("stat").len(), good_len);
@@ -152,11 +159,136 @@ async fn garbage_after_the_last_record_is_cut_off() {
 }
 
 #[tokio::test]
+async fn zeros_after_the_last_frame_are_cut_off() {
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let mut log = open(dir.path(), super::SEGMENT_BYTES);
+        append(&mut log, 1, 1..=5).await;
+    }
+    // The file system extended the file before the data landed.
+    let (path, good_len) = append_bytes(dir.path(), &[0; 4096]);
+
+    let mut log = open(dir.path(), super::SEGMENT_BYTES);
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), good_len);
+    assert_eq!(ids(&mut log, 0, 100).await, expected(1, 1..=5));
+    append(&mut log, 1, 6..=6).await;
+    drop(log);
+    let mut log = open(dir.path(), super::SEGMENT_BYTES);
+    assert_eq!(ids(&mut log, 0, 100).await, expected(1, 1..=6));
+}
+
+/// Asserts that `open` fails naming `file` and `offset`.
+fn assert_corrupt(dir: &Path, segment_bytes: u64, file: &Path, offset: u64) {
+    let err = LogStore::open_with_options(dir, Probe::default(), options(segment_bytes))
+        .expect_err("open must fail");
+    let name = file
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    assert!(err.contains(&name), "{err}");
+    assert!(err.contains(&format!("offset {offset}")), "{err}");
+}
+
+#[tokio::test]
+async fn a_short_frame_followed_by_more_than_it_claims_is_corruption() {
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let mut log = open(dir.path(), super::SEGMENT_BYTES);
+        append(&mut log, 1, 1..=5).await;
+    }
+    // A header claiming 4 bytes, then 40 bytes of noise: not what a torn write leaves.
+    let mut garbage = 4u32.to_le_bytes().to_vec();
+    garbage.extend_from_slice(&[0xab; 44]);
+    let (path, good_len) = append_bytes(dir.path(), &garbage);
+    assert_corrupt(dir.path(), super::SEGMENT_BYTES, &path, good_len);
+    // Nothing was cut.
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat").len(),
+        good_len + garbage.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn a_bad_frame_before_a_good_one_in_the_last_segment_is_corruption() {
+    let dir = TempDir::new().expect("temp dir");
+    let frame_at;
+    {
+        let mut log = open(dir.path(), super::SEGMENT_BYTES);
+        append(&mut log, 1, 1..=5).await;
+        append(&mut log, 1, 6..=8).await;
+        // The first group's frame follows the magic; entry 3 is inside it.
+        frame_at = super::wal::MAGIC.len() as u64;
+        let loc = log.index().entries[&3];
+        let path = segments(dir.path()).pop().expect("a segment");
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[loc.offset as usize + super::wal::HEADER + 2] ^= 0x01;
+        std::fs::write(&path, bytes).expect("write");
+    }
+    let path = segments(dir.path()).pop().expect("a segment");
+    assert_corrupt(dir.path(), super::SEGMENT_BYTES, &path, frame_at);
+}
+
+#[tokio::test]
+async fn a_bad_record_in_a_frame_whose_checksum_holds_is_corruption() {
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let mut log = open(dir.path(), super::SEGMENT_BYTES);
+        append(&mut log, 1, 1..=5).await;
+    }
+    // A frame with a correct checksum around a record with a wrong one.
+    let mut record = Vec::new();
+    super::wal::Record::Truncate(3).encode_into(&mut record);
+    record[super::wal::HEADER] ^= 0xff;
+    let mut frame = Vec::new();
+    let start = super::wal::begin_frame(&mut frame);
+    frame.extend_from_slice(&record);
+    super::wal::end_frame(&mut frame, start).expect("frame");
+    let (path, good_len) = append_bytes(dir.path(), &frame);
+    assert_corrupt(
+        dir.path(),
+        super::SEGMENT_BYTES,
+        &path,
+        good_len + super::wal::FRAME_HEADER as u64,
+    );
+}
+
+#[tokio::test]
+async fn a_segment_cut_back_by_recovery_restates_the_metadata() {
+    let dir = TempDir::new().expect("temp dir");
+    let vote = Vote::new_committed(4, 1);
+    {
+        // Every group after the first starts a new segment; a segment holding only its
+        // magic takes one more.
+        let mut log = open(dir.path(), 9);
+        log.save_vote(&vote).await.expect("vote");
+        append(&mut log, 4, 1..=1).await;
+        append(&mut log, 4, 2..=2).await;
+        // Tear the last segment's only frame (its restated vote and entry 2): recovery cuts it
+        // back to its magic.
+        cut_inside(&log, dir.path(), 2);
+    }
+    let mut log = open(dir.path(), 9);
+    assert_eq!(ids(&mut log, 0, 100).await, expected(4, 1..=1));
+    // The cut segment gets the vote again with its first frame, so it survives the
+    // deletion of the older segments.
+    log.purge(log_id(4, 1)).await.expect("purge");
+    assert_eq!(segments(dir.path()).len(), 1);
+    drop(log);
+    let mut log = open(dir.path(), 9);
+    assert_eq!(log.read_vote().await.expect("vote"), Some(vote));
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_purged_log_id, Some(log_id(4, 1)));
+    append(&mut log, 4, 2..=2).await;
+    assert_eq!(ids(&mut log, 0, 100).await, expected(4, 2..=2));
+}
+
+#[tokio::test]
 async fn a_bad_checksum_before_the_last_segment_fails_open_naming_the_file() {
     let dir = TempDir::new().expect("temp dir");
     {
         // Every group after the first starts a new segment.
-        let mut log = open(dir.path(), 1);
+        let mut log = open(dir.path(), 9);
         for i in 1..=4 {
             append(&mut log, 1, i..=i).await;
         }
@@ -165,8 +297,9 @@ async fn a_bad_checksum_before_the_last_segment_fails_open_naming_the_file() {
     assert!(files.len() >= 3, "{files:?}");
     let first = &files[0];
     let mut bytes = std::fs::read(first).expect("read");
-    // The first record's kind byte: magic, then header.
-    let at = super::wal::MAGIC.len() + super::wal::HEADER;
+    // A byte of the first frame's body (magic, then frame header): its checksum fails, and
+    // the frame is at offset 8 of a segment that is not the last.
+    let at = super::wal::MAGIC.len() + super::wal::FRAME_HEADER;
     bytes[at] ^= 0xff;
     std::fs::write(first, bytes).expect("write");
 

@@ -1,5 +1,6 @@
-//! The on-disk format of the Raft log: segment files of checksummed records, the index that
-//! locates each live entry, recovery, and the writer the I/O thread owns.
+//! The on-disk format of the Raft log: segment files of checksummed frames (one per group
+//! commit) holding checksummed records, the index that locates each live entry, recovery, and
+//! the writer the I/O thread owns.
 //!
 //! See the parent module's documentation for the format and the rules.
 
@@ -13,6 +14,9 @@ use std::sync::{Arc, Mutex};
 pub(super) const MAGIC: &[u8; 8] = b"TOCWAL01";
 /// Record header: payload length and CRC-32 of the payload, both u32 little-endian.
 pub(super) const HEADER: usize = 8;
+/// Frame header: body length and CRC-32 of the body, both u32 little-endian. A frame is one
+/// write (one group commit); its body is that group's records.
+pub(super) const FRAME_HEADER: usize = 8;
 
 /// Record kinds (the payload's first byte).
 pub(super) const KIND_ENTRY: u8 = 1;
@@ -122,12 +126,66 @@ pub(super) fn split_record(bytes: &[u8]) -> Result<(&[u8], usize), String> {
     Ok((payload, HEADER + len))
 }
 
+/// Starts a frame at the end of `buf`; returns where it starts, for [`end_frame`].
+pub(super) fn begin_frame(buf: &mut Vec<u8>) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; FRAME_HEADER]);
+    start
+}
+
+/// Fills in the header of the frame begun at `start` (its body is everything after the
+/// header). An empty body or one longer than a u32 can say is refused.
+pub(super) fn end_frame(buf: &mut [u8], start: usize) -> Result<(), String> {
+    let body = &buf[start + FRAME_HEADER..];
+    if body.is_empty() {
+        return Err("empty log frame".into());
+    }
+    let len = u32::try_from(body.len())
+        .map_err(|_| format!("log frame of {} bytes is too large", body.len()))?;
+    let crc = crc32fast::hash(body);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// A frame that does not check out, and where it claims to end (relative to its start;
+/// `None` if its header is incomplete).
+#[derive(Debug)]
+struct BadFrame {
+    claimed_end: Option<usize>,
+    why: &'static str,
+}
+
+/// Splits the frame at the start of `bytes`: `Ok((body, total length))`.
+fn split_frame(bytes: &[u8]) -> Result<(&[u8], usize), BadFrame> {
+    let Some((header, rest)) = bytes.split_first_chunk::<FRAME_HEADER>() else {
+        return Err(BadFrame {
+            claimed_end: None,
+            why: "short frame header",
+        });
+    };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let bad = |why| BadFrame {
+        claimed_end: Some(FRAME_HEADER + len),
+        why,
+    };
+    if len == 0 {
+        return Err(bad("empty frame"));
+    }
+    let body = rest.get(..len).ok_or_else(|| bad("short frame body"))?;
+    if crc32fast::hash(body) != crc {
+        return Err(bad("frame checksum mismatch"));
+    }
+    Ok((body, FRAME_HEADER + len))
+}
+
 /// Where an entry's record is.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Loc {
     /// Segment sequence number.
     pub(super) seq: u64,
-    /// Offset of the record's header in the segment.
+    /// Offset of the record's header in the segment (inside its frame's body).
     pub(super) offset: u64,
     /// The record's total length (header included).
     pub(super) len: usize,
@@ -328,8 +386,10 @@ pub(super) fn recover(dir: &Path) -> Result<(Index, Active), String> {
     Ok((index, active))
 }
 
-/// Replays one segment into `index`; returns its valid length. A bad record in the last
-/// segment is a torn write (the file is cut there); anywhere else it is corruption.
+/// Replays one segment into `index`; returns its valid length. A bad frame in the last
+/// segment that runs to (or past) the end of the file, or is followed by nothing but zeros, is
+/// a torn write: the file is cut there. Any other bad frame, and a bad record inside a frame
+/// whose checksum holds, is corruption.
 fn replay_segment(
     index: &mut Index,
     seq: u64,
@@ -351,50 +411,76 @@ fn replay_segment(
             path.display()
         )
     };
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    // (offset, where it claims to end (absolute; `None`: unreadable header), why).
+    let mut bad: Option<(usize, Option<usize>, &str)> = None;
     let mut offset = 0;
-    let mut bad = None;
     if bytes.len() < MAGIC.len() {
-        if !bytes.is_empty() {
-            bad = Some((0, "short segment header".to_string()));
-        }
+        bad = Some((0, None, "short segment header"));
     } else if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(corrupt(0, "not a Tocsin raft log segment (bad magic)"));
+        // It claims no length: only zeros to the end make it a torn write.
+        bad = Some((0, Some(0), "not a Tocsin raft log segment (bad magic)"));
     } else {
         offset = MAGIC.len();
     }
     while bad.is_none() && offset < bytes.len() {
-        let decoded = split_record(&bytes[offset..])
-            .and_then(|(payload, total)| Record::decode(payload).map(|record| (record, total)));
-        match decoded {
-            Ok((record, total)) => {
-                let loc = Loc {
-                    seq,
-                    offset: offset as u64,
-                    len: total,
-                };
-                index.apply(&record, loc);
+        match split_frame(&bytes[offset..]) {
+            Ok((body, total)) => {
+                let body_at = offset + FRAME_HEADER;
+                let mut at = 0;
+                while at < body.len() {
+                    let record_at = body_at + at;
+                    let in_frame = |why: String| {
+                        corrupt(
+                            record_at,
+                            &format!("bad record in a frame whose checksum holds: {why}"),
+                        )
+                    };
+                    let (payload, len) = split_record(&body[at..]).map_err(in_frame)?;
+                    let record = Record::decode(payload).map_err(in_frame)?;
+                    let loc = Loc {
+                        seq,
+                        offset: record_at as u64,
+                        len,
+                    };
+                    index.apply(&record, loc);
+                    at += len;
+                }
                 offset += total;
             }
-            Err(why) => bad = Some((offset, why)),
+            Err(frame) => {
+                bad = Some((
+                    offset,
+                    frame.claimed_end.map(|end| offset.saturating_add(end)),
+                    frame.why,
+                ));
+            }
         }
     }
-    if let Some((at, why)) = bad {
-        if !is_last {
-            return Err(corrupt(at, &why));
-        }
-        tracing::warn!(
-            path = %path.display(),
-            offset = at,
-            dropped_bytes = bytes.len() - at,
-            reason = %why,
-            "raft log: torn write at the end of the last segment; cutting it off"
-        );
-        file.set_len(at as u64)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| format!("truncate {}: {e}", path.display()))?;
-        offset = at;
+    let Some((at, claimed_end, why)) = bad else {
+        return Ok(offset as u64);
+    };
+    // A crash mid-write leaves the last frame short, or the file extended before its data
+    // landed (zeros). A bad frame with more behind it that it does not account for is not a
+    // torn write.
+    let runs_off_the_end = claimed_end.is_none_or(|end| end >= bytes.len());
+    let zeros_to_the_end = bytes[at..].iter().all(|&b| b == 0);
+    if !is_last || !(runs_off_the_end || zeros_to_the_end) {
+        return Err(corrupt(at, why));
     }
-    Ok(offset as u64)
+    tracing::warn!(
+        path = %path.display(),
+        offset = at,
+        dropped_bytes = bytes.len() - at,
+        reason = %why,
+        "raft log: torn write at the end of the last segment; cutting it off"
+    );
+    file.set_len(at as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("truncate {}: {e}", path.display()))?;
+    Ok(at as u64)
 }
 
 /// The I/O thread's side of the log: the active segment and the directory.
@@ -414,20 +500,41 @@ impl Writer {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `group` in one write at the end of the active segment (starting the next
-    /// segment first if this one is full), fsyncs unless `sync` is false and no segment was
-    /// started, then applies the records to the index and deletes the segments that died.
+    /// Writes `group` as one frame in one write at the end of the active segment (starting
+    /// the next segment first if this one is full), fsyncs unless `sync` is false and the
+    /// segment held no frame yet, then applies the records to the index and deletes the
+    /// segments that died.
+    ///
+    /// A segment's first frame (a new segment's, or one recovery cut back to its magic or to
+    /// nothing) starts with records restating the vote, committed index and last purged id.
     pub(super) fn write(&mut self, group: &[Record<'_>], sync: bool) -> Result<(), String> {
-        let mut buf = Vec::new();
-        let mut rotated = false;
+        if group.is_empty() {
+            // Nothing to write (an append of no entries); still honour `sync`.
+            if sync {
+                self.active.file.sync_data().map_err(|e| {
+                    let path = self.dir.join(segment_name(self.active.seq));
+                    format!("fsync {}: {e}", path.display())
+                })?;
+            }
+            return Ok(());
+        }
         if self.active.size >= self.segment_bytes {
-            self.rotate(&mut buf)?;
-            rotated = true;
+            self.rotate()?;
         }
-        if self.active.size == 0 && buf.is_empty() {
+        let magic = MAGIC.len() as u64;
+        let first_frame = self.active.size <= magic;
+        let mut buf = Vec::new();
+        // Recovery leaves the active segment empty or starting with a whole magic.
+        let base = if self.active.size < magic {
             buf.extend_from_slice(MAGIC);
+            0
+        } else {
+            self.active.size
+        };
+        let frame = begin_frame(&mut buf);
+        if first_frame {
+            self.index().restate(&mut buf);
         }
-        let base = self.active.size;
         let mut locs = Vec::with_capacity(group.len());
         for record in group {
             let start = buf.len();
@@ -438,12 +545,13 @@ impl Writer {
                 len: buf.len() - start,
             });
         }
+        end_frame(&mut buf, frame)?;
         let path = || self.dir.join(segment_name(self.active.seq));
         self.active
             .file
             .write_all_at(&buf, base)
             .map_err(|e| format!("write {}: {e}", path().display()))?;
-        if sync || rotated {
+        if sync || first_frame {
             self.active
                 .file
                 .sync_data()
@@ -476,15 +584,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Starts the next segment; `buf` receives its magic and the restated metadata, to be
-    /// written (and fsynced) with the group that caused the rotation.
-    fn rotate(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
+    /// Starts the next segment (empty: its magic and restated metadata go in with the group
+    /// that caused the rotation).
+    fn rotate(&mut self) -> Result<(), String> {
         let seq = self.active.seq + 1;
         let (active, path) = create_segment(&self.dir, seq)?;
-        buf.extend_from_slice(MAGIC);
-        let mut index = self.index();
-        index.restate(buf);
-        index.segments.insert(
+        self.index().segments.insert(
             seq,
             Segment {
                 file: active.file.clone(),
@@ -492,7 +597,6 @@ impl Writer {
                 live: 0,
             },
         );
-        drop(index);
         self.active = active;
         Ok(())
     }
