@@ -20,8 +20,10 @@
 //! `pwrite` at the end of the active segment, fdatasyncs once, and then acknowledges each
 //! request in order.
 //! Writes stay serialised, as openraft requires: one queue, one thread, applied in queue
-//! order. A group that holds only the committed index is written without fsync (the next
-//! durable write persists it): openraft treats that index as a hint it may lose.
+//! order. A group that holds only the committed index is not written at all: the index is
+//! updated for readers and the value rides at the head of the next durable frame (or is
+//! written when the thread exits); openraft treats that index as a hint it may lose. So every
+//! frame is fsynced before the next one is issued.
 //!
 //! `save_vote`, `truncate` and `purge` wait for their fsync before returning. After a failed
 //! write every later write fails too, so the log never has a hole.
@@ -76,12 +78,10 @@
 //! older than a gap in the sequence numbers were already dead (their deletion had not reached
 //! the disk) and are deleted.
 //!
-//! A limit of these rules: they assume at most one frame is in flight when the machine stops.
-//! Every write is fsynced before the next one is issued, except a group holding only the
-//! committed index: it and the writes after it, up to the next fsync, can be in flight
-//! together. A power loss that lands a later one and not that one leaves a bad frame followed
-//! by a good one; recovery calls that corruption and `open` fails (nothing acknowledged is
-//! lost, but the node needs an operator to cut the file).
+//! These rules rest on one property of the writer: at most one frame is in flight when the
+//! machine stops, because every frame is fsynced before the next one is written (a
+//! committed-index-only group is held, not written unsynced; see *Group commit*). So a bad
+//! frame followed by a good one cannot come from a crash.
 //!
 //! **Migration**: a data dir of the previous version holds `raft-log.redb` and no
 //! `raft-log/`; `open` copies its vote, committed index, last purged id and entries into the
@@ -460,6 +460,8 @@ fn io_thread(
 ) {
     let mut failed: Option<String> = None;
     let mut group = Vec::with_capacity(MAX_GROUP);
+    // The newest committed index not yet on disk.
+    let mut held_committed: Option<Vec<u8>> = None;
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -470,12 +472,22 @@ fn io_thread(
         }
         let result = match &failed {
             Some(e) => Err(format!("an earlier log write failed: {e}")),
+            None if hint_only(&group) => {
+                // Held, not written: readers see it at once, and it rides in the next durable
+                // frame, so at most one frame is ever in flight (see the module doc).
+                if let Some(WriteOp::Committed(bytes)) = group.last().map(|r| &r.op) {
+                    log.index
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .committed = Some(bytes.clone());
+                    held_committed = Some(bytes.clone());
+                }
+                Ok(())
+            }
             None => {
                 let started = std::time::Instant::now();
-                let result = write_group(log, &group, &mut durable);
-                if !hint_only(&group) {
-                    probe.since(Stage::LogFsync, started);
-                }
+                let result = write_group(log, held_committed.take(), &group, &mut durable);
+                probe.since(Stage::LogFsync, started);
                 result
             }
         };
@@ -505,17 +517,32 @@ fn io_thread(
             }
         }
     }
+    // Every handle is gone (shutdown): keep the committed index if the log is still sound.
+    if let (Some(bytes), None) = (held_committed, &failed)
+        && let Err(e) = log.write(&[Record::Committed(&bytes)], true)
+    {
+        tracing::warn!(error = %e, "raft log: could not write the committed index at shutdown");
+    }
 }
 
-/// Whether `group` holds only the committed index (written without fsync).
+/// Whether `group` holds only the committed index (held until the next durable write).
 fn hint_only(group: &[WriteReq]) -> bool {
     group.iter().all(|r| matches!(r.op, WriteOp::Committed(_)))
 }
 
-/// Writes `group` in order as one write; `durable` follows the log's last index.
-fn write_group(log: &mut Writer, group: &[WriteReq], durable: &mut u64) -> Result<(), String> {
+/// Writes `group` in order as one fsynced frame, after the `held` committed index if any;
+/// `durable` follows the log's last index.
+fn write_group(
+    log: &mut Writer,
+    held: Option<Vec<u8>>,
+    group: &[WriteReq],
+    durable: &mut u64,
+) -> Result<(), String> {
     let mut last = *durable;
     let mut records = Vec::new();
+    if let Some(bytes) = &held {
+        records.push(Record::Committed(bytes));
+    }
     for req in group {
         match &req.op {
             WriteOp::Append(entries) => {
@@ -533,7 +560,7 @@ fn write_group(log: &mut Writer, group: &[WriteReq], durable: &mut u64) -> Resul
             WriteOp::Committed(bytes) => records.push(Record::Committed(bytes)),
         }
     }
-    log.write(&records, !hint_only(group))?;
+    log.write(&records, true)?;
     *durable = last;
     Ok(())
 }

@@ -428,3 +428,64 @@ async fn a_redb_log_of_the_previous_version_is_migrated() {
     append(&mut log, 2, 8..=8).await;
     assert_eq!(ids(&mut log, 0, 100).await, expected(2, 3..=8));
 }
+
+/// A copy of the log directory as the disk holds it now (what a power loss would leave,
+/// since every written frame is fsynced before its write returns).
+fn disk_image(dir: &Path) -> TempDir {
+    let image = TempDir::new().expect("temp dir");
+    let to = image.path().join(WAL_DIR);
+    std::fs::create_dir_all(&to).expect("mkdir");
+    for seg in segments(dir) {
+        std::fs::copy(&seg, to.join(seg.file_name().expect("name"))).expect("copy segment");
+    }
+    image
+}
+
+async fn committed_once_seen(log: &mut LogStore, want: LogId) {
+    let started = std::time::Instant::now();
+    while log.read_committed().await.expect("committed") != Some(want) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the committed index {want} never became readable"
+        );
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[tokio::test]
+async fn a_committed_index_alone_waits_for_the_next_durable_frame_or_shutdown() {
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let mut log = open(dir.path(), super::SEGMENT_BYTES);
+        append(&mut log, 1, 1..=3).await;
+        log.save_committed(Some(log_id(1, 2)))
+            .await
+            .expect("committed");
+        committed_once_seen(&mut log, log_id(1, 2)).await;
+        // Readable, but not written: the disk still has no committed index.
+        let image = disk_image(dir.path());
+        let mut before = open(image.path(), super::SEGMENT_BYTES);
+        assert_eq!(before.read_committed().await.expect("committed"), None);
+        // The next durable write carries it.
+        append(&mut log, 1, 4..=4).await;
+        let image = disk_image(dir.path());
+        let mut after = open(image.path(), super::SEGMENT_BYTES);
+        assert_eq!(
+            after.read_committed().await.expect("committed"),
+            Some(log_id(1, 2))
+        );
+        // Held again, then written when the last handle goes.
+        log.save_committed(Some(log_id(1, 4)))
+            .await
+            .expect("committed");
+        committed_once_seen(&mut log, log_id(1, 4)).await;
+    }
+    // `open` waits for the exiting I/O thread's lock, so its last write has landed.
+    let mut log = open(dir.path(), super::SEGMENT_BYTES);
+    assert_eq!(
+        log.read_committed().await.expect("committed"),
+        Some(log_id(1, 4))
+    );
+    assert_eq!(ids(&mut log, 1, 4).await, expected(1, 1..=4));
+}
