@@ -300,7 +300,7 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     println!(
-        "# tocsin bench store: 3 nodes in one process ({}), real redb log with fsync under {}",
+        "# tocsin bench store: 3 nodes in one process ({}), real WAL Raft log with fsync under {}",
         nodes_desc(args.nodes),
         dir.display()
     );
@@ -663,7 +663,7 @@ pub(crate) fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// The benchmarks' store: 3 in-process nodes on `dir` (redb + fsync, production Raft timing),
+/// The benchmarks' store: 3 in-process nodes on `dir` (WAL + fsync, production Raft timing),
 /// once they have a leader (returned with it), recording the write path's stages (see
 /// [`StageSamples`]).
 pub(super) async fn start_cluster_observed(

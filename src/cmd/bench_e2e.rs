@@ -1,6 +1,6 @@
 //! `tocsin bench e2e`: notifications through the outbox to a local webhook sink.
 //!
-//! Three store nodes (real redb logs with fsync) and one notify loop run in this process; a
+//! Three store nodes (real WAL Raft logs with fsync) and one notify loop run in this process; a
 //! webhook sink emulator records every arrival. For each size N, N alerts start firing in
 //! evaluation-cycle commits (each alert its own group, `group_wait: 0s`), and the benchmark
 //! reports the notification throughput (N over the time from the first commit to the last
@@ -140,7 +140,7 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_s);
     if !args.alerts.0.is_empty() {
         println!(
-            "# notifications: 3 store nodes (redb + fsync; {}) and one notify loop in one \
+            "# notifications: 3 store nodes (WAL + fsync; {}) and one notify loop in one \
              process, the webhook sink emulator on its own runtime of one thread",
             super::bench::nodes_desc(args.nodes)
         );

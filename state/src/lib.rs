@@ -3,7 +3,7 @@
 //! Layout:
 //! - [`model`]: the replicated data model (ids, records, commands, queries, changes).
 //! - [`machine`]: the pure state machine that applies commands; home of the fencing invariant.
-//! - [`raft`]: everything openraft: type config, the redb log store, the state-machine store
+//! - [`raft`]: everything openraft: type config, the WAL log store, the state-machine store
 //!   with snapshots, the tonic network, and timing profiles. Only this module uses openraft.
 //! - [`watch`]: the hub that streams applied changes to watchers from a log index.
 //! - [`audit`]: an independent check of the fencing invariant over applied commands.

@@ -323,7 +323,8 @@ fn prepare_data_dir(config: &StoreConfig) -> Result<bool, StateError> {
             Ok(false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if dir.join("raft").join("raft-log.redb").exists() {
+            let raft = dir.join("raft");
+            if raft.join("raft-log").exists() || raft.join("raft-log.redb").exists() {
                 return Err(dir_err(
                     dir,
                     "holds a Raft log but no identity file; refusing to guess",

@@ -25,7 +25,7 @@ pub enum Stage {
     /// A log append from openraft's call to the flush callback: waiting for the I/O thread,
     /// then the transaction.
     LogFlush,
-    /// One log transaction on the I/O thread (redb commit with fsync).
+    /// One group commit on the I/O thread (the WAL write with its fsync).
     LogFsync,
     /// An AppendEntries call to a follower (heartbeats included), from send to response:
     /// encoding, network, the follower's decoding and flush.

@@ -1,4 +1,4 @@
-//! openraft's storage conformance suite, run against the real redb log store and the real
+//! openraft's storage conformance suite, run against the real WAL log store and the real
 //! state-machine store on a real disk.
 
 use openraft::testing::{StoreBuilder, Suite};
@@ -25,8 +25,8 @@ fn openraft_storage_suite_passes() {
     Suite::test_all(Builder(TailLimits::default())).expect("storage conformance");
 }
 
-/// The same suite with a tail of two entries: reads span redb and the tail, and entries are
-/// evicted as soon as they are durable.
+/// The same suite with a tail of two entries: reads span the WAL segments and the tail, and
+/// entries are evicted as soon as they are durable.
 #[test]
 fn openraft_storage_suite_passes_with_a_tiny_tail() {
     let tiny = TailLimits {

@@ -2,7 +2,7 @@
 //! datasource, and the time from a condition becoming true to its committed `firing`
 //! transition.
 //!
-//! Each run is the production path end to end, in one process: three store nodes (real redb
+//! Each run is the production path end to end, in one process: three store nodes (real WAL
 //! logs with fsync, production Raft timing) and the embedded store, whose Prometheus query API
 //! is served over HTTP on a loopback port, run on the process's runtimes; one worker's group
 //! loops (`runner` → `group` → `DatasourceEvaluator` → `QueryGate` → `PrometheusClient`, each
@@ -128,7 +128,7 @@ pub async fn run(args: &RulesBenchArgs, nodes: NodeArgs, timeout: Duration) -> a
         "--rules-seconds must cover at least four evaluation intervals"
     );
     println!(
-        "# rule evaluation: per run, 3 store nodes (redb + fsync, production Raft timing; {}) \
+        "# rule evaluation: per run, 3 store nodes (WAL + fsync, production Raft timing; {}) \
          and the embedded store, its query API served over loopback HTTP, on the process's \
          other runtimes; one worker's group loops (runner, DatasourceEvaluator, PrometheusClient, \
          EvalCycle commits fenced by epoch) on a runtime with one worker thread (the worker \

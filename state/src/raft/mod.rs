@@ -2,7 +2,8 @@
 //!
 //! - [`TypeConfig`]: a Raft entry carries a [`Batch`] of commands; its response is a
 //!   [`BatchResult`] with one result per command.
-//! - [`log_store`]: the durable Raft log (redb on a dedicated I/O thread).
+//! - [`log_store`]: the durable Raft log (a segmented append-only file, a WAL, written by a
+//!   dedicated I/O thread with group commit).
 //! - [`sm_store`]: the state-machine adapter: applies batches to [`crate::Machine`], builds,
 //!   persists and installs snapshots, feeds the watch hub.
 //! - [`network`]: the tonic transport between nodes, with a fault hook for tests.
