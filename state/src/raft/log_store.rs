@@ -449,8 +449,9 @@ fn lock_dir(wal_dir: &Path) -> Result<std::fs::File, String> {
     }
 }
 
-/// The I/O thread: takes every queued request into one group, writes it (one fsync unless it
-/// holds only the committed index), then tells each requester, in order.
+/// The I/O thread: takes every queued request into one group, writes it as one fsynced frame
+/// (a group holding only the committed index is held for the next frame instead), then tells
+/// each requester, in order.
 fn io_thread(
     log: &mut Writer,
     tail: &Mutex<Tail>,
