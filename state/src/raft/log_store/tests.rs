@@ -83,15 +83,33 @@ async fn entries_vote_committed_and_last_purged_survive_a_reopen() {
         log.purge(log_id(3, 3)).await.expect("purge");
     }
     let mut log = open(dir.path(), super::SEGMENT_BYTES);
+    assert_state(
+        &mut log,
+        vote,
+        log_id(3, 8),
+        log_id(3, 3),
+        expected(3, 4..=10),
+    )
+    .await;
+}
+
+/// The log holds exactly this vote, committed index, last purged id and entries.
+async fn assert_state(
+    log: &mut LogStore,
+    vote: Vote<u64>,
+    committed: LogId,
+    purged: LogId,
+    entries: Vec<LogId>,
+) {
     assert_eq!(log.read_vote().await.expect("vote"), Some(vote));
     assert_eq!(
         log.read_committed().await.expect("committed"),
-        Some(log_id(3, 8))
+        Some(committed)
     );
     let state = log.get_log_state().await.expect("state");
-    assert_eq!(state.last_purged_log_id, Some(log_id(3, 3)));
-    assert_eq!(state.last_log_id, Some(log_id(3, 10)));
-    assert_eq!(ids(&mut log, 0, 100).await, expected(3, 4..=10));
+    assert_eq!(state.last_purged_log_id, Some(purged));
+    assert_eq!(state.last_log_id, entries.last().copied());
+    assert_eq!(ids(log, 0, 100).await, entries);
 }
 
 /// Cuts the last segment inside entry `index`'s record.
@@ -414,15 +432,14 @@ async fn a_redb_log_of_the_previous_version_is_migrated() {
         let mut log = open(dir.path(), super::SEGMENT_BYTES);
         assert!(!dir.path().join(REDB_FILE).exists());
         assert!(dir.path().join(MIGRATED_FILE).exists());
-        assert_eq!(log.read_vote().await.expect("vote"), Some(vote));
-        assert_eq!(
-            log.read_committed().await.expect("committed"),
-            Some(log_id(2, 6))
-        );
-        let state = log.get_log_state().await.expect("state");
-        assert_eq!(state.last_purged_log_id, Some(log_id(2, 2)));
-        assert_eq!(state.last_log_id, Some(log_id(2, 7)));
-        assert_eq!(ids(&mut log, 0, 100).await, expected(2, 3..=7));
+        assert_state(
+            &mut log,
+            vote,
+            log_id(2, 6),
+            log_id(2, 2),
+            expected(2, 3..=7),
+        )
+        .await;
     }
     let mut log = open(dir.path(), super::SEGMENT_BYTES);
     append(&mut log, 2, 8..=8).await;
