@@ -477,10 +477,7 @@ fn io_thread(
                 // Held, not written: readers see it at once, and it rides in the next durable
                 // frame, so at most one frame is ever in flight (see the module doc).
                 if let Some(WriteOp::Committed(bytes)) = group.last().map(|r| &r.op) {
-                    log.index
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .committed = Some(bytes.clone());
+                    log.index().committed = Some(bytes.clone());
                     held_committed = Some(bytes.clone());
                 }
                 Ok(())

@@ -465,8 +465,7 @@ async fn committed_once_seen(log: &mut LogStore, want: LogId) {
             started.elapsed() < std::time::Duration::from_secs(10),
             "the committed index {want} never became readable"
         );
-        tokio::task::yield_now().await;
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 

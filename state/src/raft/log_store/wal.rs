@@ -496,7 +496,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+    pub(super) fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
