@@ -17,6 +17,7 @@ use tocsin_state::model::{
 use tocsin_state::probe::Stage;
 use tocsin_state::raft::timing::RaftTiming;
 use tocsin_state::testing::{NodeObservers, TestCluster};
+use tokio::sync::mpsc;
 
 /// Benchmarks.
 #[derive(Subcommand, Debug)]
@@ -76,6 +77,9 @@ pub struct StoreBenchArgs {
     /// Most commands per Raft entry (node config `[batch] max_commands`).
     #[arg(long)]
     max_commands: Option<usize>,
+    /// Coalesced calls the load generator's client keeps in flight.
+    #[arg(long, default_value_t = tocsin_state::client::CALLS_IN_FLIGHT)]
+    calls_in_flight: usize,
     /// One call per proposal (`StoreClient::propose_alone`) instead of coalescing the
     /// proposers' concurrent proposals into `ProposeMany` calls.
     #[arg(long)]
@@ -192,12 +196,24 @@ pub(super) struct StageSamples {
     samples: std::sync::Mutex<BTreeMap<(Stage, u64), Vec<u32>>>,
 }
 
+/// The stage samples' source for the load generator's client (nodes are 1, 2, 3).
+const CLIENT_SOURCE: u64 = 0;
+
 impl StageSamples {
     /// Each node's observer.
     fn observers(self: &Arc<Self>) -> NodeObservers {
         let me = self.clone();
-        Arc::new(move |node| {
-            let me = me.clone();
+        Arc::new(move |node| me.observer(node))
+    }
+
+    /// A probe for the load generator's client ([`Stage::CLIENT`]).
+    pub(super) fn client_probe(self: &Arc<Self>) -> tocsin_state::probe::Probe {
+        tocsin_state::probe::Probe::new(Some(self.observer(CLIENT_SOURCE)))
+    }
+
+    fn observer(self: &Arc<Self>, node: u64) -> tocsin_state::probe::StageObserver {
+        {
+            let me = self.clone();
             Arc::new(move |stage, d: Duration| {
                 if me.on.load(Ordering::Relaxed) {
                     let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
@@ -209,7 +225,7 @@ impl StageSamples {
                         .push(us);
                 }
             })
-        })
+        }
     }
 
     /// Starts a fresh recording.
@@ -219,13 +235,15 @@ impl StageSamples {
     }
 
     /// Stops recording and prints each stage's percentiles, the leader's apart from the
-    /// followers'.
+    /// followers' and the client's.
     pub(super) fn print(&self, phase: &str, leader: u64) {
         self.on.store(false, Ordering::Relaxed);
         let samples = std::mem::take(&mut *self.samples.lock().expect("stage samples lock"));
         let mut merged: BTreeMap<(Stage, &str), Vec<u32>> = BTreeMap::new();
         for ((stage, node), v) in samples {
-            let role = if node == leader {
+            let role = if node == CLIENT_SOURCE {
+                "client"
+            } else if node == leader {
                 "leader"
             } else {
                 "followers"
@@ -291,6 +309,10 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         args.instances_per_group > 0,
         "--instances-per-group must be positive"
     );
+    anyhow::ensure!(
+        args.calls_in_flight > 0,
+        "--calls-in-flight must be positive"
+    );
     if let Some(rate) = args.rate {
         anyhow::ensure!(
             rate.is_finite() && rate > 0.0,
@@ -310,12 +332,13 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         cpu_model()
     );
     println!(
-        "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {} --instances-per-group {} --node-threads {}{}{}",
+        "# rerun: tocsin bench store --proposers {} --commands-per-proposal {} --seconds {} --instances-per-group {} --node-threads {} --calls-in-flight {}{}{}",
         args.proposers,
         args.commands_per_proposal,
         args.seconds,
         args.instances_per_group,
         args.nodes.node_threads,
+        args.calls_in_flight,
         if args.no_coalesce {
             " --no-coalesce"
         } else {
@@ -341,7 +364,10 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     let stages = Arc::new(StageSamples::default());
     let (cluster, leader) =
         start_cluster_with(dir, batch, Some(stages.observers()), args.nodes).await;
-    let client = cluster.client();
+    let client = cluster
+        .client()
+        .with_probe(stages.client_probe())
+        .with_calls_in_flight(args.calls_in_flight);
 
     // One worker owns every eval shard; each proposer drives its own groups.
     let layout = ShardLayout::default();
@@ -549,21 +575,25 @@ async fn open_loop(
     alone: bool,
 ) -> (Lat, Lat) {
     // Each group is proposed by one task at a time (its watermark must grow in commit order),
-    // so the offered load is spread over the groups: a group task sleeps until its next slot.
+    // so the offered load is spread over the groups, their phases spread over the period.
     let per_group = rate / groups.len() as f64 / groups[0].0.len() as f64;
     let period = Duration::from_secs_f64(1.0 / per_group.max(0.001));
+    // The schedule is kept by one OS thread sleeping to each send time (the kernel's
+    // high-resolution timers, tens of microseconds late) rather than by tokio's timer wheel,
+    // which fires up to a millisecond late: that lateness is the load generator's, not the
+    // store's, yet a latency measured from the scheduled time would count it.
+    let mut senders = Vec::with_capacity(groups.len());
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, g) in groups.iter().enumerate() {
+    for g in groups {
+        let (tx, mut rx) = mpsc::unbounded_channel::<std::time::Instant>();
+        senders.push(tx);
         let (client, g, clock) = (client.clone(), g.clone(), clock.clone());
-        // Spread the groups' phases over the period.
-        let start = tokio::time::Instant::now() + period.mul_f64(i as f64 / groups.len() as f64);
         tasks.spawn(async move {
-            let end = tokio::time::Instant::now() + d;
-            let mut next = start;
             let (mut lat, mut service) = (Vec::new(), Vec::new());
-            while next < end {
-                tokio::time::sleep_until(next).await;
-                let sent = tokio::time::Instant::now();
+            // A slot that comes while this group's previous proposal is in flight waits here,
+            // and its latency counts the wait.
+            while let Some(scheduled) = rx.recv().await {
+                let sent = std::time::Instant::now();
                 let now = clock.fetch_add(1, Ordering::Relaxed) as i64;
                 let cmds =
                     g.0.iter()
@@ -576,21 +606,44 @@ async fn open_loop(
                 };
                 if outcome.is_ok() {
                     // Latency from the scheduled time, so queueing behind a slow commit counts;
-                    // and from the send, which leaves out the timer's lateness and the wait
-                    // behind this group's previous proposal.
-                    lat.push(next.elapsed().as_micros() as u32);
+                    // and from the send, which leaves out the wait behind this group's
+                    // previous proposal.
+                    lat.push(scheduled.elapsed().as_micros() as u32);
                     service.push(sent.elapsed().as_micros() as u32);
                 }
-                next += period;
             }
             (lat, service)
         });
     }
+    let n = senders.len() as u32;
+    let pacer = std::thread::Builder::new()
+        .name("bench-pacer".into())
+        .spawn(move || {
+            let start = std::time::Instant::now();
+            let end = start + d;
+            let step = period / n;
+            for slot in 0u64.. {
+                let at = start
+                    + step * (slot % u64::from(n)) as u32
+                    + period * (slot / u64::from(n)) as u32;
+                if at >= end {
+                    break;
+                }
+                if let Some(wait) = at.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                // A group task gone (its runtime shutting down) ends nothing here.
+                let _ = senders[(slot % u64::from(n)) as usize].send(at);
+            }
+            // Dropping the senders ends each group task once its queue is drained.
+        })
+        .expect("spawn the load generator's pacer thread");
     let (mut all, mut all_service) = (Vec::new(), Vec::new());
     while let Some(Ok((l, s))) = tasks.join_next().await {
         all.extend(l);
         all_service.extend(s);
     }
+    let _ = pacer.join();
     (Lat(all), Lat(all_service))
 }
 
@@ -739,6 +792,7 @@ mod tests {
             dir: None,
             max_in_flight: None,
             max_commands: None,
+            calls_in_flight: 4,
             no_coalesce: false,
             rate: Some(200.0),
             instances_per_group,
@@ -762,5 +816,13 @@ mod tests {
     async fn zero_instances_per_group_is_refused_naming_the_flag() {
         let err = store(tiny(1, 0)).await.expect_err("refused");
         assert!(err.to_string().contains("--instances-per-group"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn zero_calls_in_flight_is_refused_naming_the_flag() {
+        let mut args = tiny(1, 2);
+        args.calls_in_flight = 0;
+        let err = store(args).await.expect_err("refused");
+        assert!(err.to_string().contains("--calls-in-flight"), "{err:#}");
     }
 }

@@ -38,6 +38,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::model::{Change, ClusterInfo, Command, CommandResult, Query, QueryResult};
+use crate::probe::{Probe, Stage};
 
 /// Default overall deadline of one client call.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
@@ -49,7 +50,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const ATTEMPT_MIN: Duration = Duration::from_millis(1000);
 /// How long a node that answered nothing is skipped when picking a seed.
 const SILENT_AVOID: Duration = Duration::from_secs(5);
-/// `ProposeMany` calls one client keeps in flight.
+/// `ProposeMany` calls one client keeps in flight by default ([`StoreClient::with_calls_in_flight`]).
 pub const CALLS_IN_FLIGHT: usize = 4;
 /// Most proposals one coalesced call carries (the server's limit).
 pub const MAX_PROPOSALS_PER_CALL: usize = crate::service::MAX_PROPOSALS_PER_CALL;
@@ -65,6 +66,8 @@ struct Queued {
     n: usize,
     payload: Vec<u8>,
     reply: oneshot::Sender<Result<(u64, Vec<CommandResult>), ServiceError>>,
+    /// When `propose` queued it (for [`Stage::ClientQueue`]).
+    queued: std::time::Instant,
 }
 
 /// What a call needs of the node it reaches.
@@ -90,6 +93,10 @@ pub struct StoreClient {
     /// The coalescing task's queue, started by the first proposal.
     coalescer: Arc<OnceLock<mpsc::Sender<Queued>>>,
     stats: Arc<ProposeStats>,
+    /// Where the proposals' client-side stages are reported ([`Stage::CLIENT`]).
+    probe: Probe,
+    /// Coalesced calls kept in flight.
+    calls_in_flight: usize,
 }
 
 /// How proposals left this client (shared by its clones), for benchmarks and tests.
@@ -124,7 +131,25 @@ impl StoreClient {
             deadline: DEFAULT_DEADLINE,
             coalescer: Arc::default(),
             stats: Arc::default(),
+            probe: Probe::default(),
+            calls_in_flight: CALLS_IN_FLIGHT,
         })
+    }
+
+    /// The same client keeping at most `n` (at least 1) coalesced calls in flight.
+    pub fn with_calls_in_flight(mut self, n: usize) -> Self {
+        self.calls_in_flight = n.max(1);
+        self.coalescer = Arc::default();
+        self
+    }
+
+    /// The same client reporting its proposals' client-side stages ([`Stage::CLIENT`]) to
+    /// `probe`.
+    pub fn with_probe(mut self, probe: Probe) -> Self {
+        self.probe = probe;
+        // The coalescing task reports through the probe of the client that started it.
+        self.coalescer = Arc::default();
+        self
     }
 
     /// The same client with another overall deadline per call.
@@ -292,7 +317,16 @@ impl StoreClient {
             tx
         });
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(q)) = tx.send(Queued { n, payload, reply }).await {
+        let queued = std::time::Instant::now();
+        if let Err(mpsc::error::SendError(q)) = tx
+            .send(Queued {
+                n,
+                payload,
+                reply,
+                queued,
+            })
+            .await
+        {
             // The task's runtime has shut down (a client outliving it): go alone.
             return self.propose_encoded(q.n, q.payload).await;
         }
@@ -321,6 +355,7 @@ impl StoreClient {
         payload: Vec<u8>,
     ) -> Result<(u64, Vec<CommandResult>), ServiceError> {
         self.count(1);
+        let sent = std::time::Instant::now();
         let reply = self
             .run(Call::Propose, |mut c, ttl| {
                 let mut req = tonic::Request::new(ProposeRequest {
@@ -331,6 +366,7 @@ impl StoreClient {
             })
             .await?
             .into_inner();
+        self.probe.since(Stage::ClientCall, sent);
         committed(n, reply.log_index, &reply.results)
     }
 
@@ -349,6 +385,7 @@ impl StoreClient {
         }
         self.count(batch.len());
         let proposals: Vec<Vec<u8>> = batch.iter().map(|q| q.payload.clone()).collect();
+        let sent = std::time::Instant::now();
         let reply = self
             .run(Call::Propose, |mut c, ttl| {
                 let mut req = tonic::Request::new(ProposeManyRequest {
@@ -359,7 +396,10 @@ impl StoreClient {
             })
             .await;
         let outcomes = match reply {
-            Ok(r) => r.into_inner().outcomes,
+            Ok(r) => {
+                self.probe.since(Stage::ClientCall, sent);
+                r.into_inner().outcomes
+            }
             Err(e) => {
                 for q in batch {
                     let _ = q.reply.send(Err(e.clone()));
@@ -475,10 +515,10 @@ fn committed(
     Ok((index, results))
 }
 
-/// The coalescing task: gathers queued proposals into calls, at most [`CALLS_IN_FLIGHT`] at
-/// once. Ends when every client handle (and so the queue's sender) is gone.
+/// The coalescing task: gathers queued proposals into calls, at most the client's
+/// `calls_in_flight` at once. Ends when every client handle (and so the queue's sender) is gone.
 async fn coalesce(client: StoreClient, mut rx: mpsc::Receiver<Queued>) {
-    let slots = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+    let slots = Arc::new(Semaphore::new(client.calls_in_flight));
     let mut carry: Option<Queued> = None;
     loop {
         let first = match carry.take() {
@@ -504,6 +544,9 @@ async fn coalesce(client: StoreClient, mut rx: mpsc::Receiver<Queued>) {
             }
             bytes += q.payload.len();
             batch.push(q);
+        }
+        for q in &batch {
+            client.probe.since(Stage::ClientQueue, q.queued);
         }
         let client = client.clone();
         tokio::spawn(async move {

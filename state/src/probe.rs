@@ -7,6 +7,11 @@
 //! ([`Stage::LogFlush`], of which [`Stage::LogFsync`] is the transaction) and sends it to each
 //! follower ([`Stage::AppendEntries`]: network, decoding and the follower's own flush); once a
 //! quorum has it, each replica applies it ([`Stage::Apply`]).
+//!
+//! Before that, on the client ([`crate::client::StoreClient::with_probe`]): a proposal waits to
+//! be coalesced into a call ([`Stage::ClientQueue`]), and the call's round trip as the client
+//! sees it ([`Stage::ClientCall`]) is [`Stage::Call`] plus both network hops and both ends'
+//! HTTP/2 and task scheduling.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,10 +37,19 @@ pub enum Stage {
     AppendEntries,
     /// Applying one run of committed entries to the state machine.
     Apply,
+    /// On the client: a proposal from its `propose` to the start of the call carrying it
+    /// (waiting for the coalescer and for one of its calls in flight).
+    ClientQueue,
+    /// On the client: a `Propose`/`ProposeMany` call from its send to its decoded reply
+    /// (redirects and retries inside it included).
+    ClientCall,
 }
 
 impl Stage {
-    /// Every stage, in write-path order.
+    /// The client's stages, in write-path order.
+    pub const CLIENT: [Stage; 2] = [Stage::ClientQueue, Stage::ClientCall];
+
+    /// Every stage a node reports, in write-path order.
     pub const ALL: [Stage; 7] = [
         Stage::Call,
         Stage::BatchQueue,
@@ -56,6 +70,8 @@ impl Stage {
             Stage::LogFsync => "log_fsync",
             Stage::AppendEntries => "append_entries",
             Stage::Apply => "apply",
+            Stage::ClientQueue => "client_queue",
+            Stage::ClientCall => "client_call",
         }
     }
 }

@@ -659,11 +659,14 @@ async fn every_write_path_stage_is_observed_where_it_happens() {
         3,
         RaftTiming::test(),
         BatchConfig::default(),
-        Some(observers),
+        Some(observers.clone()),
     )
     .await;
     let leader = c.wait_leader(&ALL, LONG).await;
-    let client = c.client();
+    // The client reports its own stages as "node 0".
+    let client = c
+        .client()
+        .with_probe(tocsin_state::probe::Probe::new(Some(observers(0))));
     let (index, _) = client.propose(vec![register("w1", "z1")]).await.unwrap();
     c.wait_applied(&ALL, index, LONG).await;
     let expected: BTreeSet<(Stage, u64)> = [Stage::Call, Stage::BatchQueue, Stage::RaftWrite]
@@ -674,6 +677,7 @@ async fn every_write_path_stage_is_observed_where_it_happens() {
             ALL.iter()
                 .flat_map(|&n| [Stage::LogFlush, Stage::LogFsync, Stage::Apply].map(|s| (s, n))),
         )
+        .chain(Stage::CLIENT.map(|s| (s, 0)))
         .collect();
     wait_until(LONG, "every stage observed", || {
         seen.lock().unwrap().is_superset(&expected)
@@ -681,7 +685,10 @@ async fn every_write_path_stage_is_observed_where_it_happens() {
     .await;
     assert_eq!(
         expected.iter().map(|&(s, _)| s).collect::<BTreeSet<_>>(),
-        Stage::ALL.into_iter().collect::<BTreeSet<_>>(),
+        Stage::ALL
+            .into_iter()
+            .chain(Stage::CLIENT)
+            .collect::<BTreeSet<_>>(),
         "the expectation covers every stage"
     );
     c.shutdown().await;
