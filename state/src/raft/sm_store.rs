@@ -159,13 +159,8 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SmStore {
-    /// Copies the state under the read lock (the alert instances are shared, so this is
-    /// mostly map nodes), then encodes and writes the copy on a blocking thread: neither
-    /// `apply`, which waits for the write lock, nor the node's runtime waits for the encoding
-    /// or the fsync of a state of many megabytes.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let started = std::time::Instant::now();
-        let (machine, meta) = {
+        let (data, meta) = {
             let state = self
                 .shared
                 .state
@@ -178,34 +173,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
                 last_membership: state.membership.clone(),
                 snapshot_id: format!("{index}-{seq}"),
             };
-            (state.machine.clone(), meta)
+            (codec::encode(&state.machine), meta)
         };
-        let copied = started.elapsed();
-        let dir = self.shared.dir.clone();
-        let stored_meta = meta.clone();
-        let data = tokio::task::spawn_blocking(move || {
-            let stored = StoredSnapshot {
-                meta: stored_meta,
-                data: codec::encode(&machine),
-            };
-            // Dropping the copy's maps is part of the work kept off the runtime.
-            drop(machine);
-            write_atomically(&dir, SNAPSHOT_FILE, &codec::encode(&stored)).map(|()| stored.data)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r)
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)))?;
-        tracing::debug!(
-            snapshot = %meta.snapshot_id,
-            bytes = data.len(),
-            copy_ms = copied.as_secs_f64() * 1000.0,
-            total_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "snapshot built"
-        );
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.persist(&stored)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Cursor::new(stored.data)),
         })
     }
 }
