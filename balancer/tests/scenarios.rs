@@ -168,6 +168,63 @@ fn dead_zone_is_drained_even_while_frozen() {
     assert_eq!(s.owned(), s.total_shards());
 }
 
+/// Probe RTT 300 ms from zone `c`'s workers, 2 ms elsewhere.
+fn slow_c(z: &tocsin_state::model::ZoneId, t: i64) -> HeartbeatReport {
+    let mut r = healthy(z, t);
+    if z.as_str() == "c" {
+        r.probe_rtt_ms = Some(300.0);
+    }
+    r
+}
+
+#[test]
+fn a_dead_worker_in_a_heard_zone_loses_its_shards_even_while_frozen() {
+    // c is slow (bad) and one of a's two workers dies (a is half alive: bad): two bad zones
+    // freeze placement. a's other worker is still heard, so the death is the worker's fault,
+    // not the observer's: the dead worker (fenced by its lease) loses its shards; nothing else
+    // moves and no zone changes state.
+    // The CI profile, as in chaos S9: a zone's score falls within the tick that finds the
+    // worker dead, so the freeze starts in that very tick.
+    let mut s = Sim::new(test_profile(), &[2, 2, 2]);
+    s.run(5_000);
+    let dead = s
+        .workers
+        .iter()
+        .find(|w| w.zone.as_str() == "a")
+        .unwrap()
+        .id
+        .clone();
+    let owned_by = |s: &Sim, w: &tocsin_state::model::WorkerId| {
+        s.assignments
+            .values()
+            .filter(|a| a.owner.as_ref() == Some(w))
+            .count()
+    };
+    assert!(owned_by(&s, &dead) > 0);
+    let others_before: Vec<(ShardId, Option<tocsin_state::model::WorkerId>)> = s
+        .assignments
+        .iter()
+        .filter(|(_, a)| a.owner.as_ref() != Some(&dead))
+        .map(|(sh, a)| (*sh, a.owner.clone()))
+        .collect();
+    // c first (bad within its dwell), then the worker.
+    s.report = slow_c;
+    s.run(1_500);
+    assert!(s.last().frozen.is_none(), "{:?}", s.last());
+    s.stopped.insert(dead.clone());
+    s.run(2_500);
+    assert!(s.last().frozen.is_some(), "{:?}", s.last());
+    assert_eq!(owned_by(&s, &dead), 0, "the dead worker kept its shards");
+    assert_eq!(s.owned(), s.total_shards());
+    for (shard, owner) in others_before {
+        assert_eq!(
+            s.assignments[&shard].owner, owner,
+            "{shard:?} of a live worker moved while frozen"
+        );
+    }
+    assert!(s.state_changes.is_empty(), "{:?}", s.state_changes);
+}
+
 #[test]
 fn slow_zone_degrades_and_loses_shards_gradually() {
     let mut s = Sim::new(prod(), &[2, 2, 2]);

@@ -1,7 +1,7 @@
 //! The stages of one tick: score the zones, gather the guards' facts, place shards, limit
 //! the rate, and report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tocsin_state::model::{
     ShardId, ShardKind, ShardLayout, WorkerId, ZoneId, ZoneRecord, ZoneState,
@@ -99,6 +99,13 @@ impl Balancer {
         decision: &mut Decision,
     ) {
         let frozen = decision.frozen.is_some();
+        // Zones the observer still hears: at least one worker alive.
+        let heard: BTreeSet<&ZoneId> = self
+            .workers
+            .values()
+            .filter(|e| liveness[&e.info.id] == Liveness::Alive)
+            .map(|e| &e.info.zone)
+            .collect();
         let candidates: Vec<Candidate> = self
             .workers
             .values()
@@ -107,6 +114,12 @@ impl Balancer {
                 zone: e.info.zone.clone(),
                 capacity: e.info.capacity.max(1),
                 role: match liveness[&e.info.id] {
+                    // A frozen zone keeps its shards (the observer may be the fault), except
+                    // those of a worker dead in a zone whose other workers are heard: that is
+                    // the worker's fault, not the observer's, and the worker has fenced itself
+                    // when its lease ran out, so its shards would go unevaluated. Fencing makes
+                    // moving them safe even if it is alive after all.
+                    Liveness::Dead if heard.contains(&e.info.zone) => Role::Gone,
                     _ if frozen_zones.contains(&e.info.zone) => Role::Pinned,
                     Liveness::Alive => Role::Eligible,
                     Liveness::Unknown => Role::Pinned,
