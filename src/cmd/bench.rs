@@ -212,20 +212,18 @@ impl StageSamples {
     }
 
     fn observer(self: &Arc<Self>, node: u64) -> tocsin_state::probe::StageObserver {
-        {
-            let me = self.clone();
-            Arc::new(move |stage, d: Duration| {
-                if me.on.load(Ordering::Relaxed) {
-                    let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-                    me.samples
-                        .lock()
-                        .expect("stage samples lock")
-                        .entry((stage, node))
-                        .or_default()
-                        .push(us);
-                }
-            })
-        }
+        let me = self.clone();
+        Arc::new(move |stage, d: Duration| {
+            if me.on.load(Ordering::Relaxed) {
+                let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+                me.samples
+                    .lock()
+                    .expect("stage samples lock")
+                    .entry((stage, node))
+                    .or_default()
+                    .push(us);
+            }
+        })
     }
 
     /// Starts a fresh recording.

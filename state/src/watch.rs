@@ -75,7 +75,7 @@ impl WatchHub {
 
     /// An empty hub retaining at most `max_entries` entries holding at most `max_commands`
     /// commands (the newest entry is always kept).
-    pub fn with_window(max_entries: usize, max_commands: usize) -> Self {
+    fn with_window(max_entries: usize, max_commands: usize) -> Self {
         Self {
             ring: Arc::new(Mutex::new(Ring {
                 events: VecDeque::new(),
